@@ -164,12 +164,25 @@ class MeasureConfig(_Section):
     compiled_reference: bool = False
 
 
+class SlurmConfig(_Section):
+    """SLURM through submitit; ``cluster: local`` runs the same jobs as local processes."""
+
+    cluster: Literal["slurm", "local"] = "slurm"
+    partition: str | None = None
+    timeout_min: int = Field(240, ge=1)
+    cpus_per_task: int = Field(4, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    mem_gb: int = Field(32, ge=1)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExecutorConfig(_Section):
-    kind: Literal["local", "dask"] = "local"
+    kind: Literal["local", "dask", "slurm"] = "local"
     workers: int = Field(1, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     scheduler: str | None = None
     retries: int = Field(1, ge=0)
+    slurm: SlurmConfig = SlurmConfig()
 
 
 class StudyConfig(_Section):
