@@ -239,46 +239,49 @@ class GroupWorker:
             cfg=training,
             seeds=self.seeds,
             progress=lambda line: self._log(log, line),
+            class_names=self.data.class_names,
         )
 
     def _evaluate(
         self, cell: Cell, model: Any, run: RunDir, thresholds: np.ndarray, extra: dict[str, Any]
     ) -> None:
+        """Predict test and val, write predictions.parquet and metrics.json."""
         import torch
 
-        from bench.metrics import summary_metrics
+        from bench.metrics import classification_metrics
         from bench.train import predict
 
         device = None if _runs_anywhere(model) else torch.device("cpu")
-        bs = self.cfg.training.eval_batch_size
-        probs = {
-            part: predict(
-                model, self.pixels, idx, task=self.data.task, batch_size=bs, device=device
-            )
-            for part, idx in (("test", self.split.test), ("val", self.split.val))
+        parts = {"test": self.split.test, "val": self.split.val}
+        metrics: dict[str, Any] = {
+            "task": self.data.task,
+            "class_names": self.data.class_names,
+            "thresholds": [None if np.isnan(t) else float(t) for t in np.atleast_1d(thresholds)],
         }
-        frames = [
-            _predictions_frame(self.data, cell, idx, part, probs[part])
-            for part, idx in (("test", self.split.test), ("val", self.split.val))
-        ]
+        frames = []
+        for part, idx in parts.items():
+            probs = predict(
+                model,
+                self.pixels,
+                idx,
+                task=self.data.task,
+                batch_size=self.cfg.training.eval_batch_size,
+                device=device,
+            )
+            frames.append(_predictions_frame(self.data, cell, idx, part, probs))
+            metrics[part] = classification_metrics(
+                self.data.labels[idx],
+                probs,
+                self.data.task,
+                thresholds=thresholds,
+                class_names=self.data.class_names,
+            )
         run.parquet(
             "predictions.parquet",
             pd.concat(frames, ignore_index=True),
             {"class_names": json.dumps(self.data.class_names), "task": self.data.task},
         )
-        metrics = {
-            "task": self.data.task,
-            "class_names": self.data.class_names,
-            "thresholds": [float(t) for t in np.atleast_1d(thresholds)],
-            **{
-                part: summary_metrics(
-                    self.data.labels[idx], probs[part], self.data.task, thresholds
-                )
-                for part, idx in (("test", self.split.test), ("val", self.split.val))
-            },
-            **extra,
-        }
-        run.json("metrics.json", metrics)
+        run.json("metrics.json", {**metrics, **extra})
 
     def _measure(self, model: Any, run: RunDir, reference: Any | None) -> None:
         import torch
@@ -325,6 +328,7 @@ class GroupWorker:
 
         from bench.models import create_model
         from bench.seeding import seed_everything
+        from bench.train import state_dict_for_save
 
         cell = self.group.baseline
         run = self.store.run(cell.run_id)
@@ -340,16 +344,13 @@ class GroupWorker:
         )
         if self.store.is_done(cell.run_id):
             model.load_state_dict(load_file(run.path / "model.safetensors"))
-            thresholds = np.asarray(
-                json.loads((run.path / "metrics.json").read_text())["thresholds"]
-            )
+            metrics = json.loads((run.path / "metrics.json").read_text())
+            thresholds = np.asarray(metrics["thresholds"], dtype=float)
             return model.eval(), thresholds
         started = time.time()
         result = self._fit(model, None, run)
         model = result.model
-        run.raw(
-            "model.safetensors", save({k: v.contiguous() for k, v in model.state_dict().items()})
-        )
+        run.raw("model.safetensors", save(state_dict_for_save(model)))
         run.parquet("history.parquet", result.history)
         extra = {"epochs_trained": result.epochs_trained, "best_epoch": result.best_epoch}
         self._evaluate(cell, model, run, result.thresholds, extra)
@@ -472,6 +473,13 @@ def study_info(
             "synthetic": dataset.name.startswith("synthcxr"),
         },
         "folds": len(data.splits),
+        "positives": [
+            {
+                "fold": s.fold,
+                **{part: data.labels[idx].sum(0).tolist() for part, idx in s.parts().items()},
+            }
+            for s in data.splits
+        ],
         "cells": [
             {"run_id": c.run_id, "seed": c.seed, "fold": c.fold, "variant_id": c.variant_id}
             for g in groups

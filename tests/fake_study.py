@@ -39,7 +39,7 @@ def make_fake_study(
     ids = np.array([f"img{i:05d}" for i in range(n_images)])
     patients = np.array([f"P{i // 2:05d}" for i in range(n_images)])
     fold_of = np.arange(n_images) % folds
-    signal = (2 * y - 1) * 1.5 + gen.normal(0, 1, (n_images, c))
+    signal = (2 * y.astype(float) - 1) * 1.5 + gen.normal(0, 1, (n_images, c))
     variants = ["baseline"] + [f"l1_unstructured_global[sparsity={s}]" for s in sparsities]
     store = Store(root / study)
     cells = []

@@ -70,7 +70,7 @@ class CXRDataset:
         if len(first) != n:
             dup = pd.Series(self.ids).duplicated(keep=False)
             raise DataError(
-                f"dataset {self.name!r}: duplicate image ids, e.g. {list(self.ids[dup.to_numpy()][:3])}; "
+                f"dataset {self.name!r}: duplicate image ids, e.g. {self.ids[dup.to_numpy()][:3].tolist()}; "
                 "every image must appear once"
             )
 

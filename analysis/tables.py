@@ -1,0 +1,756 @@
+"""`cxrbench analyze`: every table of a study, computed from its per-image predictions.
+
+The test for a comparison follows the design of the study:
+
+- k-fold (one or more seeds): corrected resampled t over the seed × fold differences
+  (Nadeau–Bengio; Bouckaert–Frank for repeats), since training sets overlap;
+- holdout or official split with several seeds: paired t over seeds (Wilcoxon alongside);
+- one seed on one test set: paired bootstrap over patients (DeLong for per-class AUROC,
+  exact McNemar for accuracy).
+
+Holm corrects the summary table across variants × metrics; Benjamini–Hochberg the per-class
+table across variants × classes (per metric). Every table is a tidy DataFrame; writing
+them as CSV, Markdown and LaTeX is :func:`write_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import forgetting, pie
+from analysis.ci import hierarchical_bootstrap, image_bootstrap, t_interval
+from analysis.io import (
+    PredictionSet,
+    ResultsError,
+    load_measurements,
+    load_metrics,
+    load_prediction_set,
+    read_study,
+)
+from analysis.metrics import (
+    accuracy,
+    auroc,
+    average_precision,
+    brier,
+    ece,
+    f1,
+    macro,
+    sensitivity,
+    specificity,
+)
+from analysis.paired import (
+    corrected_resampled_t,
+    delong,
+    mcnemar_exact,
+    paired_bootstrap,
+    paired_t,
+    wilcoxon,
+)
+from analysis.results import adjust
+
+PRIMARY = "auroc_macro"
+SUMMARY_METRICS = ("auroc_macro", "ap_macro", "accuracy", "f1_macro", "brier", "ece")
+PRUNE_FAMILY = "l1_unstructured_global"
+_SINGLE_STEP = re.compile(r"^(?P<family>[a-z0-9_]+)\[sparsity=(?P<s>[0-9.]+)\]$")
+
+
+@dataclass
+class Study:
+    """Everything the tables need, loaded once."""
+
+    root: Path
+    info: dict
+    ps: PredictionSet
+    thresholds: dict[tuple[int, int, str], np.ndarray]
+    folds: list[int]
+
+    @property
+    def kfold(self) -> bool:
+        return self.info.get("config", {}).get("protocol", {}).get("kind") == "kfold"
+
+    def fold_mask(self, fold: int) -> np.ndarray:
+        return self.ps.fold == fold
+
+    def thresholds_per_image(self, s: int, v: int) -> np.ndarray:
+        """(N, C) thresholds of the run that predicted each image (its fold's model)."""
+        seed, variant = self.ps.seeds[s], self.ps.variants[v]
+        out = np.full(self.ps.y.shape, 0.5)
+        for fold in self.folds:
+            t = self.thresholds.get((seed, fold, variant))
+            if t is not None and len(t) == out.shape[1]:
+                out[self.fold_mask(fold)] = t
+        return out
+
+    def train_positives(self) -> np.ndarray:
+        """Positive training images per class (first fold), for log frequency."""
+        positives = self.info.get("positives")
+        if positives:
+            return np.asarray(positives[0]["train"], dtype=float)
+        return self.ps.y.sum(0).astype(float)
+
+
+def load_study(study_dir: Path | str) -> Study:
+    root = Path(study_dir)
+    info = read_study(root)
+    ps = load_prediction_set(root)
+    if "baseline" not in ps.variants:
+        raise ResultsError(f"{root}: no finished baseline cell; every comparison needs one")
+    metrics = load_metrics(root)
+    thresholds = {
+        (int(r.seed), int(r.fold), r.variant_id): np.asarray(r.thresholds, dtype=float)
+        for r in metrics.itertuples()
+        if isinstance(r.thresholds, list)
+    }
+    return Study(root, info, ps, thresholds, sorted(np.unique(ps.fold).tolist()))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-run metrics
+
+
+def _correct(y: np.ndarray, p: np.ndarray, t: np.ndarray, task: str) -> np.ndarray:
+    """Per image: is the prediction right? (exact match of all labels for multi-label)."""
+    if task == "multilabel":
+        return ((p >= t) == y.astype(bool)).all(-1)
+    if task == "binary":
+        return (p[..., 1] >= t[..., 1]) == y[:, 1].astype(bool)
+    return p.argmax(-1) == y.argmax(-1)
+
+
+def run_metrics(study: Study) -> pd.DataFrame:
+    """Tidy per-run metrics: seed, fold, variant, class ("macro" for the mean), metric, value.
+
+    Computed on each fold's own test images (the unit the k-fold tests need).
+    """
+    ps = study.ps
+    rows = []
+    for fold in study.folds:
+        mask = study.fold_mask(fold)
+        y, p = ps.y[mask], ps.probs[:, :, mask]
+        ranking = {"auroc": auroc(y, p), "ap": average_precision(y, p)}  # (S, V, C)
+        for s, seed in enumerate(ps.seeds):
+            for v, variant in enumerate(ps.variants):
+                if np.isnan(p[s, v]).any():
+                    continue
+                t = study.thresholds_per_image(s, v)[mask][0]
+                per_class = {
+                    **{k: m[s, v] for k, m in ranking.items()},
+                    "f1": f1(y, p[s, v], t),
+                    "sensitivity": sensitivity(y, p[s, v], t),
+                    "specificity": specificity(y, p[s, v], t),
+                    "brier": brier(y, p[s, v]),
+                    "ece": ece(y, p[s, v]),
+                }
+                key = {"seed": seed, "fold": fold, "variant": variant}
+                for name, values in per_class.items():
+                    rows += [
+                        {**key, "class": c, "metric": name, "value": float(x)}
+                        for c, x in zip(ps.class_names, values, strict=True)
+                    ]
+                macro_values = {
+                    "auroc_macro": macro(per_class["auroc"]),
+                    "ap_macro": macro(per_class["ap"]),
+                    "f1_macro": macro(per_class["f1"]),
+                    "brier": macro(per_class["brier"]),
+                    "ece": macro(per_class["ece"]),
+                    "accuracy": _correct(y, p[s, v], t, ps.task).mean(),
+                }
+                if ps.task == "multilabel":
+                    macro_values["label_accuracy"] = macro(accuracy(y, p[s, v], t))
+                rows += [
+                    {**key, "class": "macro", "metric": m, "value": float(x)}
+                    for m, x in macro_values.items()
+                ]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals and tests that fit the design
+
+
+def _fold_sizes(study: Study) -> tuple[int, int]:
+    """(n_train, n_test) per fold for the Nadeau–Bengio correction."""
+    n_test = int(np.mean([study.fold_mask(f).sum() for f in study.folds]))
+    positives = study.info.get("positives") or []
+    n_total = int(study.info.get("dataset", {}).get("n_images", 0))
+    val_share = study.info.get("config", {}).get("protocol", {}).get("val_fraction", 0.0)
+    n_train = max(int((n_total - n_test) * (1 - val_share)), 1) if n_total else n_test * 2
+    return (n_train if positives or n_total else n_test * 2), n_test
+
+
+def _mean_interval(study: Study, values: pd.DataFrame) -> dict:
+    """Mean of a metric over runs with its interval (seeds, or seeds × folds)."""
+    if study.kfold:
+        n_train, n_test = _fold_sizes(study)
+        r = corrected_resampled_t(values["value"].to_numpy(), n_train, n_test)
+        return {
+            "mean": r.estimate,
+            "ci_low": r.confidence_interval.low,
+            "ci_high": r.confidence_interval.high,
+            "n": r.n,
+        }
+    e = t_interval(values.groupby("seed")["value"].mean().to_numpy())
+    return {
+        "mean": e.statistic,
+        "ci_low": e.confidence_interval.low,
+        "ci_high": e.confidence_interval.high,
+        "n": e.n,
+    }
+
+
+def _paired(study: Study, merged: pd.DataFrame) -> dict:
+    """Δ (variant − baseline) with its interval and p, by the test that fits the design."""
+    a, b = merged["value"].to_numpy(), merged["value_baseline"].to_numpy()
+    if study.kfold:
+        n_train, n_test = _fold_sizes(study)
+        r = corrected_resampled_t(a - b, n_train, n_test)
+        extra = {}
+    else:
+        r = paired_t(a, b)
+        w = wilcoxon(a, b) if len(a) >= 2 else None
+        extra = {"wilcoxon_p": w.pvalue if w is not None else np.nan}
+    return {
+        "delta": r.estimate,
+        "delta_ci_low": r.confidence_interval.low,
+        "delta_ci_high": r.confidence_interval.high,
+        "pvalue": r.pvalue,
+        "test": r.method,
+        **extra,
+    }
+
+
+def _one_run_metric(name: str, task: str) -> Callable:
+    """A metric over (y, p[, weights]) for the single-test-set bootstrap."""
+    if name == "auroc_macro":
+        return lambda y, p, sample_weight=None: macro(auroc(y, p, sample_weight=sample_weight))
+    if name == "ap_macro":
+        return lambda y, p, sample_weight=None: macro(
+            average_precision(y, p, sample_weight=sample_weight)
+        )
+    if name == "brier":
+        return lambda y, p, sample_weight=None: macro(brier(y, p, sample_weight=sample_weight))
+    if name == "ece":
+        return lambda y, p, sample_weight=None: macro(ece(y, p, sample_weight=sample_weight))
+    raise KeyError(name)
+
+
+def _single_run_paired(study: Study, metric: str, v: int, rng: np.random.Generator) -> dict:
+    """One seed, one test set: paired bootstrap over patients (McNemar for accuracy)."""
+    ps = study.ps
+    pa, pb = ps.probs[0, v], ps.probs[0, 0]
+    if metric == "accuracy":
+        ta, tb = study.thresholds_per_image(0, v), study.thresholds_per_image(0, 0)
+        r = mcnemar_exact(_correct(ps.y, pa, ta, ps.task), _correct(ps.y, pb, tb, ps.task))
+    else:
+        try:
+            fn = _one_run_metric(metric, ps.task)
+        except KeyError:
+            return {}
+        r = paired_bootstrap(ps.y, pa, pb, fn, n_resamples=1000, rng=rng, clusters=ps.patient_ids)
+    return {
+        "delta": r.estimate,
+        "delta_ci_low": r.confidence_interval.low,
+        "delta_ci_high": r.confidence_interval.high,
+        "pvalue": r.pvalue,
+        "test": r.method,
+    }
+
+
+def parse_variant(variant: str) -> tuple[str, float | None]:
+    """(family, sparsity) of a variant id; sparsity None unless it is a one-step grid variant."""
+    if variant == "baseline":
+        return "baseline", 0.0
+    m = _SINGLE_STEP.match(variant)
+    if m:
+        return m["family"], float(m["s"])
+    return variant.split("[")[0].split("+")[0], None
+
+
+def summary_table(study: Study, runs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Variant × metric: mean [CI], Δ vs baseline [CI], p, Holm-adjusted p, the test used."""
+    macro_rows = runs[runs["class"] == "macro"]
+    base = macro_rows[macro_rows["variant"] == "baseline"]
+    single = len(study.ps.seeds) == 1 and not study.kfold
+    records = []
+    for (variant, metric), values in macro_rows.groupby(["variant", "metric"], sort=False):
+        family, sparsity = parse_variant(variant)
+        rec = {"variant": variant, "metric": metric, "family": family, "sparsity": sparsity}
+        rec.update(
+            _mean_interval(study, values)
+            if not single
+            else _single_run_mean(study, metric, variant, values, rng)
+        )
+        if variant != "baseline":
+            merged = values.merge(
+                base[base["metric"] == metric][["seed", "fold", "value"]],
+                on=["seed", "fold"],
+                suffixes=("", "_baseline"),
+            )
+            if single:
+                rec.update(_single_run_paired(study, metric, study.ps.variants.index(variant), rng))
+            else:
+                rec.update(_paired(study, merged))
+        records.append(rec)
+    table = pd.DataFrame(records)
+    tested = table[table["variant"] != "baseline"]
+    adjusted = (
+        adjust(tested, "holm") if len(tested) else tested.assign(pvalue_adj=[], adj_method=[])
+    )
+    table = pd.concat([table[table["variant"] == "baseline"], adjusted], ignore_index=True)
+    order = {v: i for i, v in enumerate(study.ps.variants)}
+    return table.sort_values(
+        ["variant", "metric"], key=lambda c: c.map(order) if c.name == "variant" else c
+    ).reset_index(drop=True)
+
+
+def _single_run_mean(study: Study, metric: str, variant: str, values: pd.DataFrame, rng) -> dict:
+    """One seed on one test set: a patient-level bootstrap interval (Wilson-like for accuracy)."""
+    ps = study.ps
+    v = ps.variants.index(variant)
+    if metric == "accuracy":
+        correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
+        e = image_bootstrap(
+            correct[:, None].astype(np.uint8),
+            np.ones((len(correct), 1)),
+            lambda y, p, sample_weight=None: _weighted_mean(y[:, 0], sample_weight),
+            rng=rng,
+            clusters=ps.patient_ids,
+        )
+    else:
+        try:
+            fn = _one_run_metric(metric, ps.task)
+        except KeyError:
+            return {
+                "mean": float(values["value"].mean()),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n": 1,
+            }
+        e = image_bootstrap(ps.y, ps.probs[0, v], fn, rng=rng, clusters=ps.patient_ids)
+    return {
+        "mean": e.statistic,
+        "ci_low": e.confidence_interval.low,
+        "ci_high": e.confidence_interval.high,
+        "n": e.n,
+    }
+
+
+def per_class_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
+    """Variant × class for AUROC and AP: mean [CI], Δ [CI], p, BH-adjusted p (per metric)."""
+    rows = runs[runs["metric"].isin(["auroc", "ap"]) & (runs["class"] != "macro")]
+    base = rows[rows["variant"] == "baseline"]
+    single = len(study.ps.seeds) == 1 and not study.kfold
+    records = []
+    for (variant, cls, metric), values in rows.groupby(["variant", "class", "metric"], sort=False):
+        rec = {"variant": variant, "class": cls, "metric": metric}
+        values = values.dropna(subset=["value"])
+        if values.empty:
+            continue
+        rec.update(
+            _mean_interval(study, values) if len(values) > 1 else {"mean": values["value"].iloc[0]}
+        )
+        if variant != "baseline":
+            if single and metric == "auroc":
+                k = study.ps.class_names.index(cls)
+                v = study.ps.variants.index(variant)
+                r = delong(study.ps.y[:, k], study.ps.probs[0, v, :, k], study.ps.probs[0, 0, :, k])
+                rec.update(
+                    delta=r.estimate,
+                    delta_ci_low=r.confidence_interval.low,
+                    delta_ci_high=r.confidence_interval.high,
+                    pvalue=r.pvalue,
+                    test=r.method,
+                )
+            elif not single:
+                merged = values.merge(
+                    base[(base["class"] == cls) & (base["metric"] == metric)][
+                        ["seed", "fold", "value"]
+                    ],
+                    on=["seed", "fold"],
+                    suffixes=("", "_baseline"),
+                )
+                rec.update(_paired(study, merged))
+        records.append(rec)
+    table = pd.DataFrame(records)
+    if "pvalue" not in table:
+        return table
+    tested = table[table["variant"] != "baseline"]
+    return pd.concat(
+        [table[table["variant"] == "baseline"], adjust(tested, "fdr_bh", by="metric")],
+        ignore_index=True,
+    )
+
+
+def study_a_table(study: Study, rng: np.random.Generator) -> pd.DataFrame:
+    """Study A's view, one run (the first seed): test accuracy with a patient-bootstrap CI
+    and exact McNemar p against the same seed's baseline. Exact match for multi-label."""
+    ps = study.ps
+    base_correct = _correct(ps.y, ps.probs[0, 0], study.thresholds_per_image(0, 0), ps.task)
+    records = []
+    for v, variant in enumerate(ps.variants):
+        if np.isnan(ps.probs[0, v]).any():
+            continue
+        correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
+        e = image_bootstrap(
+            correct[:, None].astype(np.uint8),
+            np.zeros((len(correct), 1)),
+            lambda y, p, sample_weight=None: _weighted_mean(y[:, 0], sample_weight),
+            rng=rng,
+            clusters=ps.patient_ids,
+        )
+        test = mcnemar_exact(correct, base_correct) if v else None
+        records.append(
+            {
+                "variant": variant,
+                "seed": ps.seeds[0],
+                "accuracy": float(correct.mean()),
+                "ci_low": e.confidence_interval.low,
+                "ci_high": e.confidence_interval.high,
+                "correct": int(correct.sum()),
+                "n": len(correct),
+                "differs_from_baseline": int((correct != base_correct).sum()),
+                "mcnemar_p": test.pvalue if test else np.nan,
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def _weighted_mean(x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    x = x.astype(float)
+    return x.mean() if w is None else (w * x).sum(-1) / w.sum(-1)
+
+
+def size_latency_table(study: Study, summary: pd.DataFrame) -> pd.DataFrame:
+    """Variant × size, MACs, latency (mean over its cells) joined with the primary metric."""
+    m = load_measurements(study.root)
+    if m.empty:
+        return m
+    numeric = (
+        m.drop(columns=["run_id", "seed", "fold"]).groupby("variant_id").mean(numeric_only=True)
+    )
+    notes = m.groupby("variant_id")["note"].first() if "note" in m else None
+    table = numeric.reset_index().rename(columns={"variant_id": "variant"})
+    if notes is not None:
+        table["note"] = table["variant"].map(notes).fillna("")
+    for bs in ("b1", "b32"):
+        col = f"latency_cpu_{bs}_p50_ms"
+        if col in table and (table["variant"] == "baseline").any():
+            ref = table.loc[table["variant"] == "baseline", col].iloc[0]
+            table[f"speedup_{bs}"] = ref / table[col]
+            compiled = f"latency_cpu_{bs}_compiled_p50_ms"
+            if compiled in table:
+                compiled_ref = table.loc[table["variant"] == "baseline", compiled].iloc[0]
+                table[f"speedup_{bs}_vs_compiled"] = compiled_ref / table[col]
+    primary = summary[summary["metric"] == PRIMARY].set_index("variant")
+    table["metric"] = PRIMARY
+    for src, dst in (
+        ("mean", "metric_mean"),
+        ("ci_low", "metric_ci_low"),
+        ("ci_high", "metric_ci_high"),
+    ):
+        table[dst] = table["variant"].map(primary[src])
+    order = {v: i for i, v in enumerate(study.ps.variants)}
+    return table.sort_values("variant", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def metric_vs_sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean [CI] of each macro metric against sparsity, per pruning family (baseline = 0)."""
+    grid = summary.dropna(subset=["sparsity"])
+    families = sorted(set(grid["family"]) - {"baseline"})
+    base = grid[grid["variant"] == "baseline"]
+    frames = [pd.concat([base.assign(family=f), grid[grid["family"] == f]]) for f in families]
+    if not frames:
+        return pd.DataFrame(columns=["family", "sparsity", "metric", "mean", "ci_low", "ci_high"])
+    out = pd.concat(frames, ignore_index=True)
+    return out[["family", "sparsity", "metric", "mean", "ci_low", "ci_high"]].sort_values(
+        ["family", "metric", "sparsity"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Forgettability (study B) and PIEs
+
+
+def _prune_levels(study: Study, family: str = PRUNE_FAMILY) -> tuple[list[int], list[float]]:
+    """Variant indices and sparsities of one pruning family, dense (baseline) first."""
+    found = [(0, 0.0)]
+    for v, variant in enumerate(study.ps.variants):
+        fam, sparsity = parse_variant(variant)
+        if fam == family and sparsity is not None:
+            found.append((v, sparsity))
+    found.sort(key=lambda t: t[1])
+    return [v for v, _ in found], [s for _, s in found]
+
+
+def _wide_correlation(x: str, y: str, rows: pd.DataFrame, method: str) -> dict:
+    """Pearson and Spearman rows of one relation side by side (the figures' schema)."""
+    out = {"x": x, "y": y, "method": method}
+    for name, stat in (("pearson", "r"), ("spearman", "rho")):
+        row = rows[rows["method"].str.endswith(name)].iloc[0]
+        out.update(
+            {
+                f"{name}_{stat}": row["statistic"],
+                f"{name}_p": row.get("pvalue_adj", row["pvalue"]),
+                f"{name}_ci_low": row.get("ci_low", np.nan),
+                f"{name}_ci_high": row.get("ci_high", np.nan),
+            }
+        )
+        out["n"] = row.get("n", row.get("n_classes"))
+    return out
+
+
+def forgetting_tables(study: Study, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """Study B's forgettability analysis over the L1 global sparsity grid (per-seed AP)."""
+    index, levels = _prune_levels(study)
+    if len(levels) < 3 or study.ps.task != "multilabel":
+        return {}
+    ps = study.ps
+    m = average_precision(ps.y, ps.probs[:, index])  # (S, L, C), predictions pooled over folds
+    delta = forgetting.relative_change(m)
+    curves = forgetting.forgettability_curves(delta)
+    curves_df = forgetting.curves_frame(delta, levels, ps.class_names, rng=rng).rename(
+        columns={"level": "sparsity", "median": "median_delta"}
+    )
+    summary = forgetting.forgetting_summary(curves, levels, ps.class_names)
+    summary = summary.rename(columns={"change_at_max": "delta_at_max"})
+    positives = study.train_positives()
+    summary["n_train_pos"] = positives
+    with np.errstate(divide="ignore"):
+        summary["log_frequency"] = np.where(positives > 0, np.log(np.maximum(positives, 1)), np.nan)
+    corr = [
+        _wide_correlation(
+            "log_frequency",
+            outcome,
+            forgetting.correlate(
+                summary["log_frequency"], summary[outcome], rng=rng, n_resamples=2000
+            ),
+            "pearson / spearman, bootstrap CI over classes",
+        )
+        for outcome in ("forgotten_at", "delta_at_max")
+    ]
+    relations = forgetting.fcd_relations(curves, ps.y, n_permutations=999, rng=rng)
+    for covariate, x in (("abs_log_freq_diff", "abs_dlogfreq"), ("iou_quarter", "iou_quarter")):
+        rows = relations[relations["covariate"] == covariate]
+        corr.append(_wide_correlation(x, "fcd", rows, "Mantel permutation test (BH over 4)"))
+    pairs = forgetting.pair_table(curves, ps.y, ps.class_names)
+    pairs["iou_study_b"] = forgetting.iou_study_b(ps.y)[np.triu_indices(len(ps.class_names), k=1)]
+    return {
+        "forgetting_curves": curves_df,
+        "forgetting_summary": summary,
+        "correlations": pd.DataFrame(corr),
+        "fcd_pairs": pairs,
+        "class_impact": forgetting.class_impact(m, levels, ps.class_names),
+    }
+
+
+def _decisions(study: Study, v: int) -> np.ndarray:
+    """Per seed, each image's predicted label(s) at its own run's validation thresholds."""
+    ps = study.ps
+    runs = []
+    for s in range(len(ps.seeds)):
+        p, t = ps.probs[s, v], study.thresholds_per_image(s, v)
+        if ps.task == "multilabel":
+            runs.append((p >= t).astype(np.uint8))
+        elif ps.task == "binary":
+            runs.append((p[:, 1] >= t[:, 1]).astype(np.int64))
+        else:
+            runs.append(p.argmax(-1))
+    return np.stack(runs)
+
+
+def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
+    """PIEs of every variant against the dense population, by both rules where they apply."""
+    ps = study.ps
+    dense, dense_pred = ps.probs[:, 0], _decisions(study, 0)
+    prevalence, findings, counts = [], [], []
+    for v, variant in enumerate(ps.variants[1:], start=1):
+        if np.isnan(ps.probs[:, v]).any():
+            continue
+        masks = {"modal": pie.pies_modal(dense_pred, _decisions(study, v)).is_pie}
+        if ps.task == "multilabel":
+            masks["spearman"] = pie.pies_spearman(dense, ps.probs[:, v], q=q).is_pie
+        for rule, is_pie in masks.items():
+            counts.append(
+                {
+                    "variant": variant,
+                    "rule": rule,
+                    "n_pies": int(is_pie.sum()),
+                    "n_images": len(is_pie),
+                }
+            )
+            if not 0 < is_pie.sum() < len(is_pie):
+                continue
+            ratio = pie.prevalence_ratio(ps.y, is_pie, ps.class_names).rename(
+                columns={"prev_pie": "prevalence_pie", "prev_nonpie": "prevalence_nonpie"}
+            )
+            prevalence.append(ratio.assign(variant=variant, rule=rule))
+            if ps.task == "multilabel":
+                fc = pie.findings_count_ratio(ps.y, is_pie, exclude=_no_finding(ps.class_names))
+                shares = {"frac_pie": "share_pie", "frac_nonpie": "share_nonpie"}
+                findings.append(
+                    fc.table.rename(columns=shares).assign(
+                        variant=variant, rule=rule, chi2_p=fc.pvalue
+                    )
+                )
+    out = {"pie_counts": pd.DataFrame(counts)}
+    if prevalence:
+        out["pie_prevalence"] = pd.concat(prevalence, ignore_index=True)
+    if findings:
+        out["pie_findings"] = pd.concat(findings, ignore_index=True)
+    return out
+
+
+def _no_finding(class_names: list[str]) -> tuple[int, ...]:
+    return tuple(
+        i for i, c in enumerate(class_names) if c.lower().replace("_", " ") == "no finding"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptive tables
+
+
+def class_distribution_table(study: Study) -> pd.DataFrame:
+    positives = study.info.get("positives") or []
+    if not positives:
+        return pd.DataFrame(columns=["class", "part", "count"])
+    first = positives[0]
+    return pd.DataFrame(
+        [
+            {"class": c, "part": part, "count": int(first[part][k])}
+            for part in ("train", "val", "test")
+            if part in first
+            for k, c in enumerate(study.info["class_names"])
+        ]
+    )
+
+
+def confusion_table(study: Study) -> pd.DataFrame:
+    """Single-label tasks: confusion counts per variant, pooled over seeds and folds."""
+    ps = study.ps
+    if ps.task == "multilabel":
+        return pd.DataFrame()
+    records = []
+    truth = ps.y.argmax(1)
+    for v, variant in enumerate(ps.variants):
+        for s in range(len(ps.seeds)):
+            p = ps.probs[s, v]
+            if np.isnan(p).any():
+                continue
+            if ps.task == "binary":
+                pred = (p[:, 1] >= study.thresholds_per_image(s, v)[:, 1]).astype(int)
+            else:
+                pred = p.argmax(1)
+            for t, q in zip(truth, pred, strict=True):
+                records.append((variant, ps.class_names[t], ps.class_names[q]))
+    df = pd.DataFrame(records, columns=["variant", "true", "predicted"])
+    return df.groupby(["variant", "true", "predicted"]).size().rename("count").reset_index()
+
+
+def hierarchical_table(
+    study: Study, rng: np.random.Generator, n_resamples: int = 300
+) -> pd.DataFrame:
+    """Mean macro AUROC and AP over seeds with a seeds × patients bootstrap interval."""
+    ps = study.ps
+    if len(ps.seeds) < 2:
+        return pd.DataFrame()
+    records = []
+    for v, variant in enumerate(ps.variants):
+        p = ps.probs[:, v]
+        if np.isnan(p).any():
+            continue
+        for name in ("auroc_macro", "ap_macro"):
+            e = hierarchical_bootstrap(
+                ps.y,
+                p,
+                _one_run_metric(name, ps.task),
+                n_resamples=n_resamples,
+                rng=rng,
+                clusters=ps.patient_ids,
+            )
+            records.append({"variant": variant, "metric": name, **e.to_dict()})
+    return pd.DataFrame(records)
+
+
+# --------------------------------------------------------------------------------------------
+# Everything, and writing it
+
+
+def analyze(study_dir: Path | str, *, rng: int = 0) -> dict[str, pd.DataFrame]:
+    """Compute every table of a study (deterministic for a given ``rng``)."""
+    gen = np.random.default_rng(rng)
+    study = load_study(study_dir)
+    runs = run_metrics(study)
+    summary = summary_table(study, runs, gen)
+    tables = {
+        "run_metrics": runs,
+        "summary": summary,
+        "per_class": per_class_table(study, runs),
+        "study_a": study_a_table(study, gen),
+        "size_latency": size_latency_table(study, summary),
+        "metric_vs_sparsity": metric_vs_sparsity_table(summary),
+        "hierarchical": hierarchical_table(study, gen),
+        "class_distribution": class_distribution_table(study),
+        "confusion": confusion_table(study),
+        **forgetting_tables(study, gen),
+        **pie_tables(study),
+    }
+    return {k: v for k, v in tables.items() if v is not None and not v.empty}
+
+
+def _fmt(x: object) -> object:
+    if isinstance(x, float):
+        if np.isnan(x):
+            return ""
+        return f"{x:.3g}" if abs(x) < 1e-3 or abs(x) >= 1e4 else f"{x:.4f}".rstrip("0").rstrip(".")
+    return x
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable copy: 'mean [low, high]' columns and rounded numbers."""
+    out = df.copy()
+    for stem in ("", "delta_", "metric_"):
+        mean, lo, hi = (
+            (f"{stem}mean" if stem != "delta_" else "delta"),
+            f"{stem}ci_low",
+            f"{stem}ci_high",
+        )
+        if {mean, lo, hi} <= set(out.columns):
+            out[mean] = [
+                "" if pd.isna(m) else f"{_fmt(float(m))} [{_fmt(float(a))}, {_fmt(float(b))}]"
+                for m, a, b in zip(out[mean], out[lo], out[hi], strict=True)
+            ]
+            out = out.drop(columns=[lo, hi])
+    return out.map(_fmt)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, *, synthetic: bool) -> list[Path]:
+    """CSV (full precision), Markdown and LaTeX (booktabs) per table, written atomically."""
+    from analysis.files import write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    note = (
+        "% SYNTHETIC data (SynthCXR-LT): pipeline demonstration, not a clinical result\n"
+        if synthetic
+        else ""
+    )
+    written = []
+    for name, df in tables.items():
+        shown = display_frame(df)
+        write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
+        md_note = note.replace("% ", "> ") if note else ""
+        write_text(out_dir / f"{name}.md", md_note + shown.to_markdown(index=False) + "\n")
+        latex = shown.to_latex(
+            index=False, escape=True, caption=name.replace("_", " "), label=f"tab:{name}"
+        )
+        write_text(out_dir / f"{name}.tex", note + latex)
+        written += [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    write_text(out_dir / "index.json", json.dumps(sorted(tables), indent=2))
+    return written
