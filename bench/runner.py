@@ -348,6 +348,9 @@ class GroupWorker:
             thresholds = np.asarray(metrics["thresholds"], dtype=float)
             return model.eval(), thresholds
         started = time.time()
+        self._log(
+            run, f"start {cell.variant_id} (seed {cell.seed}, fold {cell.fold}) by {self.owner}"
+        )
         result = self._fit(model, None, run)
         model = result.model
         run.raw("model.safetensors", save(state_dict_for_save(model)))
@@ -364,6 +367,9 @@ class GroupWorker:
 
         run = self.store.run(cell.run_id)
         started = time.time()
+        self._log(
+            run, f"start {cell.variant_id} (seed {cell.seed}, fold {cell.fold}) by {self.owner}"
+        )
         trained: dict[str, Any] = {}
 
         def finetune(model: Any, epochs: int) -> Any:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import socket
 import time
 import uuid
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DONE, CLAIM, ERROR = "DONE", "CLAIM", "error.txt"
+DONE, CLAIM, ERROR, TMP_SUFFIX = "DONE", "CLAIM", "error.txt", ".tmp"
 STALE_AFTER_S = 600.0  # a claim whose heartbeat is older than this is treated as abandoned
 
 
@@ -32,15 +33,30 @@ def run_id_for(cell_config: dict[str, Any]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
+def _fault_point(name: str, phase: str) -> None:
+    """Fault injection for the reliability tests: ``CXRBENCH_FAULT=NAME:PHASE[:once=MARKER]``
+    kills this process with SIGKILL at that point (once, if a marker path is given)."""
+    spec = os.environ.get("CXRBENCH_FAULT", "")
+    if not spec.startswith(f"{name}:{phase}"):
+        return
+    marker = spec.partition(":once=")[2]
+    if marker:
+        if os.path.exists(marker):
+            return
+        Path(marker).touch()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write through ``write(fh)`` to a temporary sibling, fsync, then rename onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        _fault_point(path.name, "before_rename")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -64,6 +80,20 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _alive(claim: dict[str, Any]) -> bool:
+    """A claim is live while its heartbeat is recent and, on this host, its process exists."""
+    if time.time() - float(claim.get("heartbeat", 0)) >= STALE_AFTER_S:
+        return False
+    if claim.get("host") == socket.gethostname():
+        try:
+            os.kill(int(claim.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError, OverflowError):
+            return True
+    return True
 
 
 class RunDir:
@@ -137,16 +167,24 @@ class Store:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 held = self.read_claim(run_id)
-                if held and held.get("owner") == owner:
+                if held and held.get("owner") == owner:  # a retry of our own (e.g. on Dask)
+                    self._drop_leftovers(path.parent)
                     return True
-                if held and time.time() - float(held.get("heartbeat", 0)) < STALE_AFTER_S:
+                if held and _alive(held):
                     return False
-                path.unlink(missing_ok=True)  # stale or unreadable: recover it
+                path.unlink(missing_ok=True)  # stale, dead or unreadable: recover it
                 continue
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh)
+            self._drop_leftovers(path.parent)
             return True
         return False
+
+    @staticmethod
+    def _drop_leftovers(folder: Path) -> None:
+        """Temporary files of a killed earlier attempt: never read, removed on a new claim."""
+        for leftover in folder.glob(f".*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
 
     def read_claim(self, run_id: str) -> dict[str, Any] | None:
         try:
@@ -172,7 +210,7 @@ class Store:
         if (path / DONE).is_file():
             return "done"
         held = self.read_claim(run_id)
-        if held and time.time() - float(held.get("heartbeat", 0)) < STALE_AFTER_S:
+        if held and _alive(held):
             return "running"
         if (path / ERROR).is_file():
             return "failed"

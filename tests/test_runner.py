@@ -6,26 +6,10 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
+from conftest import sorted_predictions as _predictions
 from tiny import tiny_config
 
-from analysis.io import load_predictions
 from bench.runner import run_study, study_status
-
-
-def _predictions(study_dir) -> pd.DataFrame:
-    df = load_predictions(study_dir)
-    return df.sort_values(["seed", "fold", "variant_id", "image_id"]).reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """One uninterrupted local sweep, shared by the comparisons below."""
-    tmp = tmp_path_factory.mktemp("ref")
-    cfg = tiny_config(tmp)
-    summary = run_study(cfg, progress=False)
-    assert summary.failed == [], summary.errors
-    return cfg, _predictions(cfg.study_dir)
 
 
 def test_sweep_is_complete_and_paired(reference):

@@ -144,7 +144,7 @@ def make_synthetic(n_images: int, task: str = "multilabel", seed: int = 0) -> CX
             "view": meta.view[rows],
             "age": meta.age[rows],
             "sex": meta.sex[rows],
-            "strength": params["strength"],
+            "strength": np.where(findings[:, _CLS["No Finding"]] == 1, 0.0, params["strength"]),
             "nih_image": meta.image[rows],
         }
     )
@@ -157,7 +157,7 @@ def make_synthetic(n_images: int, task: str = "multilabel", seed: int = 0) -> CX
     noise_key = (int(seed), _TASK_CODE[task])
 
     def render(indices: np.ndarray, size: int) -> np.ndarray:
-        return render_images(params, findings, np.asarray(indices), size, noise_key)
+        return _render_images(params, findings, np.asarray(indices), size, noise_key)
 
     return CXRDataset(
         name=name,
@@ -176,7 +176,10 @@ def make_synthetic(n_images: int, task: str = "multilabel", seed: int = 0) -> CX
 
 
 def _sample_rows(meta: NihMetadata, n: int, task: str, rng: np.random.Generator) -> np.ndarray:
-    """Rows of the NIH table: whole patients in random order, images in follow-up order."""
+    """Rows of the NIH table: whole patients in random order, images in follow-up order.
+
+    Binary: patients holding a positive image come first, so large balanced samples fit.
+    """
     if task == "binary":
         positive = meta.labels[:, [_CLS[c] for c in BINARY_POSITIVE]].any(1)
         eligible = positive | (meta.labels[:, _CLS["No Finding"]] == 1)
@@ -187,11 +190,15 @@ def _sample_rows(meta: NihMetadata, n: int, task: str, rng: np.random.Generator)
     patients, inv = np.unique(meta.patient[cand], return_inverse=True)
     n_pos = np.bincount(inv, weights=positive[cand], minlength=len(patients)).astype(np.int64)
     n_all = np.bincount(inv, minlength=len(patients))
-    if task == "binary":
+    if task == "binary":  # patients with a positive image first, then normal-only ones
         targets = (round(n * BINARY_POSITIVE_FRACTION), n - round(n * BINARY_POSITIVE_FRACTION))
+        with_pos = np.flatnonzero(n_pos > 0)
+        order = np.concatenate(
+            [rng.permutation(with_pos), rng.permutation(np.flatnonzero(n_pos == 0))]
+        )
     else:
-        targets = (0, n)
-    chosen = _fill(rng.permutation(len(patients)), n_pos, n_all - n_pos, targets)
+        targets, order = (0, n), rng.permutation(len(patients))
+    chosen = _fill(order, n_pos, n_all - n_pos, targets)
     if chosen is None:
         raise DataError(
             f"SynthCXR-LT cannot draw {n} {task} images of whole patients from {NIH_FILE} "
@@ -280,7 +287,7 @@ def _draw_params(
 # ---------------------------------------------------------------------------- rendering
 
 
-def render_images(
+def _render_images(
     params: dict[str, np.ndarray],
     findings: np.ndarray,
     indices: np.ndarray,

@@ -1,0 +1,206 @@
+"""analysis.metrics against scikit-learn (the independent reference for every value here)."""
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from analysis import metrics as M
+from analysis.results import StatsInputError
+
+
+def _data(rng, n=300, c=5, runs=(3,), decimals=None, dtype=np.float32):
+    y = (rng.random((n, c)) < rng.uniform(0.05, 0.5, c)).astype(np.uint8)
+    y[:2] = [[1] * c, [0] * c]  # every class has a positive and a negative
+    p = np.clip(0.3 * y + rng.random((*runs, n, c)), 0, 1)
+    if decimals is not None:
+        p = np.round(p, decimals)  # many ties
+    return y, p.astype(dtype)
+
+
+def _per_class(fn, y, p):
+    """Reference: loop over runs and classes calling scikit-learn."""
+    flat = p.reshape(-1, *y.shape)
+    out = [[fn(y[:, c], run[:, c]) for c in range(y.shape[1])] for run in flat]
+    return np.array(out).reshape(*p.shape[:-2], y.shape[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decimals", [None, 1, 2])
+def test_auroc_ap_equal_sklearn_including_ties(dtype, decimals):
+    y, p = _data(np.random.default_rng(0), runs=(2, 3), decimals=decimals, dtype=dtype)
+    auc, ap = M.ranking_metrics(y, p)
+    assert auc.shape == ap.shape == (2, 3, 5)
+    np.testing.assert_allclose(auc, _per_class(roc_auc_score, y, p), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ap, _per_class(average_precision_score, y, p), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(M.auroc(y, p), auc)
+    np.testing.assert_array_equal(M.average_precision(y, p), ap)
+
+
+def test_negative_scores_and_signed_zero():
+    # logits (negative values, -0.0 tied with +0.0) take the float32 bit-packing path
+    rng = np.random.default_rng(1)
+    y, _ = _data(rng, n=200, c=3, runs=())
+    p = np.round(rng.normal(size=(200, 3)) + y, 1).astype(np.float32)
+    p[:20, 0] = -0.0
+    p[20:40, 0] = 0.0
+    auc, ap = M.ranking_metrics(y, p)
+    np.testing.assert_allclose(auc, _per_class(roc_auc_score, y, p), atol=1e-12)
+    np.testing.assert_allclose(ap, _per_class(average_precision_score, y, p), atol=1e-12)
+
+
+def test_weighted_equals_resampled_data():
+    # multinomial counts as weights == the metric on the explicitly resampled rows (sklearn)
+    rng = np.random.default_rng(2)
+    y, p = _data(rng, n=150, c=4, runs=(), decimals=1)
+    w = rng.multinomial(150, np.full(150, 1 / 150), size=3)
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w)
+    assert auc.shape == (3, 4)
+    for b in range(3):
+        rows = np.repeat(np.arange(150), w[b])
+        np.testing.assert_allclose(auc[b], _per_class(roc_auc_score, y[rows], p[rows]), atol=1e-12)
+        np.testing.assert_allclose(
+            ap[b], _per_class(average_precision_score, y[rows], p[rows]), atol=1e-12
+        )
+
+
+def test_weights_broadcast_over_runs():
+    rng = np.random.default_rng(3)
+    y, p = _data(rng, n=100, c=3, runs=(2,))
+    w = rng.integers(0, 3, size=(4, 1, 100)).astype(float)
+    auc = M.auroc(y, p, sample_weight=w)
+    assert auc.shape == (4, 2, 3)
+    for b in range(4):
+        for r in range(2):
+            rows = np.repeat(np.arange(100), w[b, 0].astype(int))
+            ref = _per_class(roc_auc_score, y[rows], p[r][rows])
+            np.testing.assert_allclose(auc[b, r], ref, atol=1e-12)
+
+
+def test_real_valued_per_run_weights_equal_sklearn_sample_weight():
+    # non-integer weights, one weight vector per run (the take_along_axis path);
+    # reference: scikit-learn's sample_weight support
+    rng = np.random.default_rng(8)
+    y, p = _data(rng, n=120, c=3, runs=(2,), decimals=1)
+    w = rng.random((2, 120))
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w)
+    for r in range(2):
+        for c in range(3):
+            kw = {"sample_weight": w[r]}
+            assert auc[r, c] == pytest.approx(roc_auc_score(y[:, c], p[r, :, c], **kw), abs=1e-12)
+            assert ap[r, c] == pytest.approx(
+                average_precision_score(y[:, c], p[r, :, c], **kw), abs=1e-12
+            )
+
+
+def test_one_class_columns_are_nan_and_macro_ignores_them():
+    y = np.array([[1, 0], [0, 0], [1, 0], [0, 0]], dtype=np.uint8)
+    p = np.array([[0.9, 0.1], [0.2, 0.3], [0.7, 0.2], [0.4, 0.8]], dtype=np.float32)
+    auc, ap = M.ranking_metrics(y, p)
+    assert np.isnan(auc[1]) and np.isnan(ap[1])
+    assert auc[0] == 1.0 and ap[0] == 1.0  # both positives ranked first (hand check)
+    assert M.macro(auc) == 1.0
+    assert np.isnan(M.macro(np.array([np.nan, np.nan])))
+    assert M.macro_auroc(y, p) == 1.0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_threshold_metrics_equal_sklearn(weighted):
+    rng = np.random.default_rng(4)
+    y, p = _data(rng, n=200, c=4, runs=(2,), decimals=2)
+    t = np.array([0.5, 0.3, 0.7, 0.55])
+    w = rng.integers(1, 4, size=200).astype(float) if weighted else None
+    kw = {"sample_weight": w}
+    for fn, ref in [
+        (M.accuracy, accuracy_score),
+        (M.sensitivity, recall_score),
+        (M.f1, f1_score),
+        (M.specificity, lambda yt, yp, **k: recall_score(1 - yt, 1 - yp, **k)),
+    ]:
+        got = fn(y, p, t, sample_weight=w)
+        want = [
+            [ref(y[:, c], (p[r, :, c] >= t[c]).astype(int), **kw) for c in range(4)]
+            for r in range(2)
+        ]
+        np.testing.assert_allclose(got, want, atol=1e-12, err_msg=fn.__name__)
+
+
+def test_f1_without_positives_is_nan():
+    y = np.array([[0], [0]], dtype=np.uint8)
+    assert np.isnan(M.f1(y, np.array([[0.1], [0.2]]), 0.5)[0])
+
+
+def test_top1_accuracy_and_brier():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 100)
+    y = np.eye(3, dtype=np.uint8)[labels]
+    logits = rng.normal(size=(100, 3)) + 1.5 * y
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert M.top1_accuracy(y, p) == pytest.approx(accuracy_score(labels, p.argmax(1)), abs=1e-12)
+    want = [brier_score_loss(y[:, c], p[:, c]) for c in range(3)]
+    np.testing.assert_allclose(M.brier(y, p), want, atol=1e-12)
+    w = rng.integers(1, 3, 100).astype(float)
+    want_w = [brier_score_loss(y[:, c], p[:, c], sample_weight=w) for c in range(3)]
+    np.testing.assert_allclose(M.brier(y, p, sample_weight=w), want_w, atol=1e-12)
+
+
+def test_ece_equals_calibration_curve():
+    # reference: ECE = Σ_b n_b/N |frac_pos_b − mean_p_b| from sklearn's calibration_curve,
+    # with bin counts from the same uniform edges
+    rng = np.random.default_rng(6)
+    y, p = _data(rng, n=500, c=3, runs=(), decimals=2)
+    got = M.ece(y, p, n_bins=10)
+    for c in range(3):
+        frac, mean_p = calibration_curve(y[:, c], p[:, c], n_bins=10, strategy="uniform")
+        edges = np.linspace(0, 1, 11)
+        ids = np.searchsorted(edges[1:-1], p[:, c], side="left")
+        counts = np.bincount(ids, minlength=10)
+        counts = counts[counts > 0]
+        assert got[c] == pytest.approx(np.sum(counts / 500 * np.abs(frac - mean_p)), abs=1e-7)
+
+
+def test_top_label_ece_hand_example():
+    # two images, confidence 0.9 (right) and 0.6 (wrong), 10 bins:
+    # ECE = 1/2·|1 − 0.9| + 1/2·|0 − 0.6| = 0.35
+    y = np.array([[1, 0], [1, 0]], dtype=np.uint8)
+    p = np.array([[0.9, 0.1], [0.4, 0.6]])
+    assert M.top_label_ece(y, p, n_bins=10) == pytest.approx(0.35)
+
+
+def test_bad_inputs_raise():
+    y = np.zeros((4, 2), dtype=np.uint8)
+    with pytest.raises(StatsInputError, match="expected shape"):
+        M.auroc(y, np.zeros((4, 3)))
+    with pytest.raises(StatsInputError, match="0/1"):
+        M.auroc(y + 2, np.zeros((4, 2)))
+    with pytest.raises(StatsInputError, match="NaN"):
+        M.auroc(y, np.full((4, 2), np.nan))
+
+
+@pytest.mark.slow
+def test_vectorised_at_least_10x_faster_than_sklearn_loop():
+    # issue target: per-table, per-class sklearn loop (AUROC + AP) vs the vectorised path,
+    # measured on 20,000 images × 20 classes (fewer tables than 600 to stay short)
+    rng = np.random.default_rng(7)
+    n, c, runs = 20_000, 20, 6
+    y = (rng.random((n, c)) < np.geomspace(0.002, 0.4, c)).astype(np.uint8)
+    p = rng.random((runs, n, c)).astype(np.float32)
+    start = time.process_time()
+    auc, ap = M.ranking_metrics(y, p)
+    fast = time.process_time() - start
+    start = time.process_time()
+    ref_ap = _per_class(average_precision_score, y, p[:2])
+    ref_auc = _per_class(roc_auc_score, y, p[:2])
+    slow = (time.process_time() - start) * runs / 2
+    np.testing.assert_allclose(ap[:2], ref_ap, atol=1e-9)
+    np.testing.assert_allclose(auc[:2], ref_auc, atol=1e-9)
+    assert slow / fast >= 10, f"speed-up {slow / fast:.1f}x"
