@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 LABEL, PROB = "label__", "prob__"
@@ -71,8 +72,13 @@ def load_predictions(study_dir: Path | str, split: str = "test") -> pd.DataFrame
     frames = []
     for run_id in runs["run_id"]:
         path = Path(study_dir) / "runs" / run_id / "predictions.parquet"
-        table = pq.read_table(path, filters=[("split", "=", split)])
-        frame = table.to_pandas()
+        try:
+            frame = pq.read_table(path, filters=[("split", "=", split)]).to_pandas()
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise ResultsError(
+                f"{path}: not a readable Parquet predictions file ({exc}); only Parquet is "
+                "accepted (never pickles); re-run the cell or restore the file"
+            ) from None
         probs = frame.filter(like=PROB)
         if probs.isna().to_numpy().any():
             raise ResultsError(

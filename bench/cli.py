@@ -60,6 +60,25 @@ def _parser() -> argparse.ArgumentParser:
         "--figure", type=Path, help="class-distribution PNG (default: results/<study>/figures/)"
     )
 
+    sens = sub.add_parser(
+        "sensitivity",
+        help="per-layer pruning sensitivity on the validation split",
+        description="Prune each Conv2d/Linear layer of the first (seed, fold) baseline alone at "
+        "a grid of amounts (unstructured L1 and structured channels) and record the validation "
+        "metric. Writes RESULTS/tables/sensitivity.csv (drawn by `cxrbench figures`).",
+    )
+    sens.add_argument("config", type=Path)
+    sens.add_argument("--amounts", type=float, nargs="+", default=[0.25, 0.5, 0.75, 0.9])
+    sens.add_argument(
+        "--metric", default="auroc_macro", help="validation metric (default auroc_macro)"
+    )
+    sens.add_argument(
+        "--max-drop",
+        type=float,
+        help="also derive per-layer sparsities: the largest amount per layer whose validation "
+        "metric drops by at most this much; printed as a variant entry for the config",
+    )
+
     verify = sub.add_parser("verify", help="check every artefact against its done-marker checksum")
     verify.add_argument("results", type=Path)
 
@@ -139,6 +158,40 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    import yaml
+
+    from bench.config import load_config
+    from bench.sensitivity import (
+        derive_sparsities,
+        layer_sensitivity,
+        overall_sparsity,
+        write_sensitivity,
+    )
+
+    cfg = load_config(args.config)
+    table = layer_sensitivity(cfg, amounts=args.amounts, metric=args.metric)
+    print(f"sensitivity: {write_sensitivity(table, cfg)}")
+    worst = table.assign(drop=table["baseline_value"] - table["value"]).sort_values(
+        "drop", ascending=False
+    )
+    print("most sensitive (layer, method, amount, validation drop):")
+    print(worst.head(10)[["layer", "method", "amount", "drop"]].to_string(index=False))
+    if args.max_drop is not None:
+        sparsities = derive_sparsities(table, args.max_drop)
+        share = overall_sparsity(table, sparsities)
+        entry = [
+            {
+                "name": "l1_unstructured_per_layer",
+                "kwargs": {"sparsities": sparsities},
+                "grid": False,
+            }
+        ]
+        print(f"# per-layer sparsities (overall {share:.1%}); add under `variants:`")
+        print(yaml.safe_dump(entry, sort_keys=False))
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from bench.store import Store
 
@@ -163,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             from analysis.cli import main as analysis_main
 
             return analysis_main(argv[argv.index(args.command) :])
-        handler = {"run": _cmd_run, "status": _cmd_status, "verify": _cmd_verify}.get(args.command)
+        handler = {
+            "run": _cmd_run,
+            "status": _cmd_status,
+            "verify": _cmd_verify,
+            "sensitivity": _cmd_sensitivity,
+        }.get(args.command)
         if args.command == "data":
             handler = _cmd_describe
         return handler(args)

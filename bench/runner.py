@@ -302,6 +302,7 @@ class GroupWorker:
             repeats=m.repeats,
             latency=m.latency,
             compiled_reference=m.compiled_reference,
+            reference=reference,
         )
         result["input_size"] = size
         run.json("measure.json", result)

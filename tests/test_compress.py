@@ -25,6 +25,9 @@ CONTRACT_KWARGS = {
     "random_unstructured_global": {"sparsity": 0.5},
     "l1_unstructured_layerwise": {"sparsity": 0.5},
     "l1_unstructured_finetune": {"sparsity": 0.5},
+    "l1_unstructured_per_layer": {
+        "sparsities": {"backbone.layer1.0.conv1": 0.5, "backbone.fc": 0.25}
+    },
 }
 MEASURE_KEYS = {
     "params", "nonzero_params", "sparsity", "bytes_dense", "bytes_sparse", "bytes_int8",

@@ -92,3 +92,36 @@ def classifier_layer(model: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError("model has no nn.Linear classifier layer; cannot locate the head")
     return linears[-1]
+
+
+def _choice(*allowed: str) -> Any:
+    def check(variant: str, name: str, value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(
+                f"variant {variant!r}: {name} must be one of {list(allowed)}, got {value!r}"
+            )
+        return value
+
+    return check
+
+
+#: Argument checks by name, shared by every variant; the registry runs them when a config
+#: loads, so a bad value fails before any training (the variants run them again when applied).
+ARGUMENT_CHECKS: dict[str, Any] = {
+    "sparsity": check_fraction,
+    "ratio": check_fraction,
+    "rate": check_fraction,
+    "steps": lambda v, n, x: check_count(v, n, x, 1),
+    "finetune_epochs": lambda v, n, x: check_count(v, n, x, 0),
+    "calib_images": lambda v, n, x: check_count(v, n, x, 1),
+    "round_to": lambda v, n, x: check_count(v, n, x, 1),
+    "importance": _choice("l1", "l2"),
+    "path": _choice("fx", "pt2e"),
+}
+
+
+def check_arguments(variant: str, kwargs: dict[str, Any]) -> None:
+    """Run the shared check of every named argument in ``kwargs``."""
+    for name, value in kwargs.items():
+        if name in ARGUMENT_CHECKS:
+            ARGUMENT_CHECKS[name](variant, name, value)

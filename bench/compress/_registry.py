@@ -34,6 +34,9 @@ class VariantInfo:
         ]
         if missing:
             raise ValueError(f"variant {self.name!r} needs argument(s) {missing}")
+        from bench.compress._common import check_arguments  # imports this module: import late
+
+        check_arguments(self.name, kwargs)
 
 
 @dataclass

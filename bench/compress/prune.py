@@ -136,6 +136,42 @@ def l1_unstructured_layerwise(
     return _finish(out, model, targets, method="l1_layerwise", sparsity=sparsity)
 
 
+@register_variant("l1_unstructured_per_layer", family="prune")
+def l1_unstructured_per_layer(
+    model: nn.Module,
+    *,
+    seed: int,
+    context: CompressContext | None = None,
+    sparsities: dict[str, float],
+) -> nn.Module:
+    """L1 pruning of each named layer to its own sparsity (e.g. derived by
+    ``cxrbench sensitivity --max-drop``); layers not named stay dense."""
+    if not isinstance(sparsities, dict) or not sparsities:
+        raise ValueError(
+            "variant 'l1_unstructured_per_layer': sparsities must be a mapping layer -> fraction, "
+            "e.g. {backbone.layer1.0.conv1: 0.5}; `cxrbench sensitivity --max-drop` prints one"
+        )
+    out = copy_model(model)
+    modules = dict(out.named_modules())
+    targets = []
+    for layer, amount in sparsities.items():
+        module = modules.get(layer)
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            raise ValueError(
+                f"variant 'l1_unstructured_per_layer': {layer!r} is not a Conv2d/Linear layer of "
+                f"this model; names look like {next(n for n, _ in prune_targets_named(out))!r}"
+            )
+        amount = check_fraction("l1_unstructured_per_layer", f"sparsities[{layer}]", amount)
+        prune.l1_unstructured(module, "weight", amount=amount)
+        targets.append((module, "weight"))
+    return _finish(out, model, targets, method="l1_per_layer", sparsities=dict(sparsities))
+
+
+def prune_targets_named(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Conv2d and Linear layer, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 @register_variant("l1_unstructured_finetune", family="prune")
 def l1_unstructured_finetune(
     model: nn.Module,

@@ -76,7 +76,11 @@ def hardware_line(hw: Mapping[str, Any]) -> str:
     if "torch" in hw:
         parts += [f"torch {hw['torch']}", f"{hw['torch_threads']} threads"]
     parts.append(f"numpy {hw['numpy']}")
-    return "Hardware: " + ", ".join(parts) + (f" ({' '.join(hw['cpu_flags'])})" if hw.get("cpu_flags") else "")
+    return (
+        "Hardware: "
+        + ", ".join(parts)
+        + (f" ({' '.join(hw['cpu_flags'])})" if hw.get("cpu_flags") else "")
+    )
 
 
 def interleaved(
@@ -123,12 +127,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |\n" for r in rows)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary sibling + rename)."""
+    data = text.encode()
+    atomic_write(Path(path), lambda fh: fh.write(data))
+
+
 def write_result(name: str, data: Mapping[str, Any], markdown: str, out_dir: Path) -> Path:
     """Write ``out_dir/name.json`` and ``out_dir/name.md`` atomically; returns the JSON path."""
     out_dir = Path(out_dir)
     path = out_dir / f"{name}.json"
     write_json(path, dict(data))
-    text = markdown.encode()
-    atomic_write(out_dir / f"{name}.md", lambda fh: fh.write(text))
+    write_text(out_dir / f"{name}.md", markdown)
     log(f"wrote {path} and {path.with_suffix('.md')}")
     return path

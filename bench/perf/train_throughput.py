@@ -44,7 +44,15 @@ from bench.perf.common import (
     median,
     write_result,
 )
-from bench.train import _batches, _epoch_order, _gather, _optimizer, _targets, _to_tensor, build_loss
+from bench.train import (
+    _batches,
+    _epoch_order,
+    _gather,
+    _optimizer,
+    _targets,
+    _to_tensor,
+    build_loss,
+)
 
 VARIANTS = {
     "eager": {"channels_last": False, "compile": False},
@@ -133,7 +141,9 @@ class SuiteStep:
         start, seen = time.perf_counter(), 0
         order = _epoch_order(len(self.idx), self.labels, "binary", "none", self.order_gen)
         for pos in _batches(order, self.cfg.batch_size, None):
-            x = self.augment(_to_tensor(_gather(self.pixels, self.idx[pos]), cpu, self.cfg.channels_last))
+            x = self.augment(
+                _to_tensor(_gather(self.pixels, self.idx[pos]), cpu, self.cfg.channels_last)
+            )
             logits = self.train_model(x).float()
             loss = self.criterion(logits, self.targets[pos])
             if not np.isfinite(float(loss.detach())):
@@ -186,7 +196,9 @@ def run(
     """Run the benchmark; returns (and with ``out_dir`` writes) the result dict."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
-        raise ValueError(f"train_throughput: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+        raise ValueError(
+            f"train_throughput: unknown variant(s) {unknown}; choose from {list(VARIANTS)}"
+        )
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         root = Path(tmp) / "pngs"
         log(f"writing {n_images} PNGs of {png_size}x{png_size} to {root}")
@@ -207,8 +219,8 @@ def run(
             net = copy.deepcopy(base).backbone  # same network; the loop normalises in transforms
             loader = plain_loader(root, image_size, batch_size, w)
             opt = torch.optim.Adam(net.parameters(), lr=TrainingConfig().lr)
-            candidates[f"plain (workers={w})"] = lambda net=net, loader=loader, opt=opt: plain_epoch(
-                net, loader, opt
+            candidates[f"plain (workers={w})"] = lambda net=net, loader=loader, opt=opt: (
+                plain_epoch(net, loader, opt)
             )
         for name in variants:
             cfg = TrainingConfig(batch_size=batch_size, device="cpu", **VARIANTS[name])
@@ -243,7 +255,9 @@ def run(
     return result
 
 
-def _summarise(values: dict[str, list[float]], flops_fwd: int, cache_seconds: float) -> dict[str, Any]:
+def _summarise(
+    values: dict[str, list[float]], flops_fwd: int, cache_seconds: float
+) -> dict[str, Any]:
     gflops = median(values.pop("matmul"))
     plain = {k: median(v) for k, v in values.items() if k.startswith("plain")}
     ref_name = max(plain, key=plain.get)
@@ -310,7 +324,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     p.add_argument(
-        "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers of the plain loop"
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="DataLoader workers of the plain loop",
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="output folder (results/perf)")
