@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
             cols = [c for c in ("variant", "mean", "delta", "pvalue_adj", "test") if c in primary]
             print(display_frame(primary)[cols].to_string(index=False))
     elif args.command == "figures":
+        import logging
+
         from paper_figures import make_all
 
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
         paths = make_all(root)
         print(f"{len(paths)} figure files in {root / 'figures'}")
     else:

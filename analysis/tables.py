@@ -195,6 +195,8 @@ def _mean_interval(study: Study, values: pd.DataFrame) -> dict:
             "ci_low": r.confidence_interval.low,
             "ci_high": r.confidence_interval.high,
             "n": r.n,
+            "confidence_level": r.confidence_level,
+            "ci_method": "corrected resampled t over seeds x folds",
         }
     e = t_interval(values.groupby("seed")["value"].mean().to_numpy())
     return {
@@ -202,6 +204,8 @@ def _mean_interval(study: Study, values: pd.DataFrame) -> dict:
         "ci_low": e.confidence_interval.low,
         "ci_high": e.confidence_interval.high,
         "n": e.n,
+        "confidence_level": e.confidence_level,
+        "ci_method": "t over seeds",
     }
 
 
@@ -540,6 +544,7 @@ def forgetting_tables(study: Study, rng: np.random.Generator) -> dict[str, pd.Da
         rows = relations[relations["covariate"] == covariate]
         corr.append(_wide_correlation(x, "fcd", rows, "Mantel permutation test (BH over 4)"))
     pairs = forgetting.pair_table(curves, ps.y, ps.class_names)
+    pairs = pairs.rename(columns={"abs_log_freq_diff": "abs_dlogfreq"})
     pairs["iou_study_b"] = forgetting.iou_study_b(ps.y)[np.triu_indices(len(ps.class_names), k=1)]
     return {
         "forgetting_curves": curves_df,
@@ -679,6 +684,32 @@ def hierarchical_table(
     return pd.DataFrame(records)
 
 
+def weights_tables(study: Study, bins: int = 60) -> dict[str, pd.DataFrame]:
+    """|w| histogram of the first baseline's Conv/Linear weights (log bins) and the global L1
+    threshold that each sparsity of the grid implies (the |w| quantile)."""
+    from safetensors.numpy import load_file
+
+    cells = pd.DataFrame(study.info["cells"])
+    first = cells[cells["variant_id"] == "baseline"].iloc[0]["run_id"]
+    path = study.root / "runs" / first / "model.safetensors"
+    if not path.is_file():
+        return {}
+    state = load_file(path)
+    w = np.abs(
+        np.concatenate(
+            [v.ravel() for k, v in state.items() if k.endswith("weight") and v.ndim >= 2]
+        )
+    )
+    w = w[w > 0]
+    edges = np.geomspace(w.min(), w.max(), bins + 1)
+    counts, _ = np.histogram(w, edges)
+    hist = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts})
+    _, levels = _prune_levels(study)
+    sparsities = [s for s in levels if s > 0] or [0.5, 0.9]
+    thresholds = pd.DataFrame({"sparsity": sparsities, "threshold": np.quantile(w, sparsities)})
+    return {"weights_histogram": hist, "weights_thresholds": thresholds}
+
+
 # --------------------------------------------------------------------------------------------
 # Everything, and writing it
 
@@ -701,6 +732,7 @@ def analyze(study_dir: Path | str, *, rng: int = 0) -> dict[str, pd.DataFrame]:
         "confusion": confusion_table(study),
         **forgetting_tables(study, gen),
         **pie_tables(study),
+        **weights_tables(study),
     }
     return {k: v for k, v in tables.items() if v is not None and not v.empty}
 
