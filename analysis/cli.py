@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from paper_figures import make_all
 
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        notes = logging.getLogger("paper_figures")  # "figure X skipped: ..." notes only
+        notes.setLevel(logging.INFO)
+        notes.addHandler(logging.StreamHandler())
         paths = make_all(root)
         print(f"{len(paths)} figure files in {root / 'figures'}")
     else:

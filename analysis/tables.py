@@ -58,6 +58,8 @@ from analysis.results import adjust
 PRIMARY = "auroc_macro"
 SUMMARY_METRICS = ("auroc_macro", "ap_macro", "accuracy", "f1_macro", "brier", "ece")
 PRUNE_FAMILY = "l1_unstructured_global"
+#: long machine-readable tables: CSV only (no Markdown / LaTeX rendering)
+RAW_TABLES = {"run_metrics", "fcd_pairs", "weights_histogram", "forgetting_curves"}
 _SINGLE_STEP = re.compile(r"^(?P<family>[a-z0-9_]+)\[sparsity=(?P<s>[0-9.]+)\]$")
 
 
@@ -775,14 +777,17 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, *, synthetic: b
     )
     written = []
     for name, df in tables.items():
-        shown = display_frame(df)
         write_text(out_dir / f"{name}.csv", df.to_csv(index=False))
+        written.append(out_dir / f"{name}.csv")
+        if name in RAW_TABLES:
+            continue
+        shown = display_frame(df)
         md_note = note.replace("% ", "> ") if note else ""
         write_text(out_dir / f"{name}.md", md_note + shown.to_markdown(index=False) + "\n")
         latex = shown.to_latex(
             index=False, escape=True, caption=name.replace("_", " "), label=f"tab:{name}"
         )
         write_text(out_dir / f"{name}.tex", note + latex)
-        written += [out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+        written += [out_dir / f"{name}.{ext}" for ext in ("md", "tex")]
     write_text(out_dir / "index.json", json.dumps(sorted(tables), indent=2))
     return written

@@ -110,7 +110,7 @@ def prepare(cfg: StudyConfig, progress: bool = True) -> tuple[CXRDataset, StudyD
     """Load the dataset, fill the decode-once cache, make and check the splits, save them."""
     from bench.data.cache import load_pixels
     from bench.data.readers import load_dataset
-    from bench.data.splits import check_no_leak, make_splits, save_split
+    from bench.data.splits import check_no_leak, make_splits, split_frame
 
     dataset = load_dataset(cfg.dataset, cfg.task)
     pixels = load_pixels(
@@ -120,7 +120,9 @@ def prepare(cfg: StudyConfig, progress: bool = True) -> tuple[CXRDataset, StudyD
     store = Store(cfg.study_dir)
     for split in splits:
         check_no_leak(dataset, split)
-        save_split(split, dataset, store.root / "splits" / f"fold{split.fold}.parquet")
+        store.write_split(
+            f"fold{split.fold}-{split.content_hash(dataset)}", split_frame(split, dataset)
+        )
     data = StudyData(
         task=dataset.task,
         class_names=list(dataset.class_names),
@@ -215,6 +217,17 @@ class GroupWorker:
 
     # -- pieces ---------------------------------------------------------------------------
 
+    def _images(self, index: np.ndarray) -> Any:
+        """Images as the model takes them: float (n, 1, H, W) in [0, 1]."""
+        import torch
+
+        return torch.from_numpy(np.asarray(self.pixels[index], np.float32) / 255.0)[:, None]
+
+    def _log_start(self, run: RunDir, cell: Cell) -> None:
+        self._log(
+            run, f"start {cell.variant_id} (seed {cell.seed}, fold {cell.fold}) by {self.owner}"
+        )
+
     def _log(self, run: RunDir, line: str) -> None:
         """Epoch progress into the cell's log.txt; also keeps the cell's claim alive."""
         with open(run.path / "log.txt", "a") as fh:
@@ -242,60 +255,61 @@ class GroupWorker:
             class_names=self.data.class_names,
         )
 
-    def _evaluate(
-        self, cell: Cell, model: Any, run: RunDir, thresholds: np.ndarray, extra: dict[str, Any]
-    ) -> None:
-        """Predict test and val, write predictions.parquet and metrics.json."""
+    def _evaluate(self, cell: Cell, model: Any, run: RunDir, extra: dict[str, Any]) -> np.ndarray:
+        """Predict val and test; choose this model's thresholds on its own validation
+        predictions (never on test); write predictions.parquet and metrics.json."""
         import torch
 
-        from bench.metrics import classification_metrics
+        from bench.metrics import choose_thresholds, classification_metrics
         from bench.train import predict
 
         device = None if _runs_anywhere(model) else torch.device("cpu")
-        parts = {"test": self.split.test, "val": self.split.val}
-        metrics: dict[str, Any] = {
-            "task": self.data.task,
-            "class_names": self.data.class_names,
-            "thresholds": [None if np.isnan(t) else float(t) for t in np.atleast_1d(thresholds)],
-        }
-        frames = []
-        for part, idx in parts.items():
-            probs = predict(
+        labels, task = self.data.labels, self.data.task
+        probs = {
+            part: predict(
                 model,
                 self.pixels,
                 idx,
-                task=self.data.task,
+                task=task,
                 batch_size=self.cfg.training.eval_batch_size,
                 device=device,
             )
-            frames.append(_predictions_frame(self.data, cell, idx, part, probs))
+            for part, idx in (("val", self.split.val), ("test", self.split.test))
+        }
+        thresholds = choose_thresholds(
+            labels[self.split.val], probs["val"], task, self.cfg.training.threshold
+        )
+        metrics: dict[str, Any] = {
+            "task": task,
+            "class_names": self.data.class_names,
+            "thresholds": [None if np.isnan(t) else float(t) for t in thresholds],
+            "threshold_rule": f"{self.cfg.training.threshold} on validation",
+        }
+        frames = []
+        for part, idx in (("test", self.split.test), ("val", self.split.val)):
+            frames.append(_predictions_frame(self.data, cell, idx, part, probs[part]))
             metrics[part] = classification_metrics(
-                self.data.labels[idx],
-                probs,
-                self.data.task,
+                labels[idx],
+                probs[part],
+                task,
                 thresholds=thresholds,
                 class_names=self.data.class_names,
             )
         run.parquet(
             "predictions.parquet",
             pd.concat(frames, ignore_index=True),
-            {"class_names": json.dumps(self.data.class_names), "task": self.data.task},
+            {"class_names": json.dumps(self.data.class_names), "task": task},
         )
         run.json("metrics.json", {**metrics, **extra})
+        return thresholds
 
     def _measure(self, model: Any, run: RunDir, reference: Any | None) -> None:
-        import torch
-
         from bench.compress.measure import measure_model
 
         m = self.cfg.measure
-        size = self.cfg.dataset.image_size
-        example = torch.from_numpy(
-            np.asarray(self.pixels[self.split.test[:1]], np.float32) / 255.0
-        )[:, None]
         result = measure_model(
             model,
-            example,
+            self._images(self.split.test[:1]),
             threads=m.threads,
             batch_sizes=m.batch_sizes,
             warmup=m.warmup,
@@ -304,7 +318,7 @@ class GroupWorker:
             compiled_reference=m.compiled_reference,
             reference=reference,
         )
-        result["input_size"] = size
+        result["input_size"] = self.cfg.dataset.image_size
         run.json("measure.json", result)
 
     def _write_meta(self, cell: Cell, run: RunDir, started: float, info: dict[str, Any]) -> None:
@@ -323,7 +337,7 @@ class GroupWorker:
 
     # -- cells ----------------------------------------------------------------------------
 
-    def baseline(self) -> tuple[Any, np.ndarray]:
+    def baseline(self) -> Any:
         """The group's trained baseline: from its checkpoint when done, trained otherwise."""
         from safetensors.torch import load_file, save
 
@@ -345,60 +359,47 @@ class GroupWorker:
         )
         if self.store.is_done(cell.run_id):
             model.load_state_dict(load_file(run.path / "model.safetensors"))
-            metrics = json.loads((run.path / "metrics.json").read_text())
-            thresholds = np.asarray(metrics["thresholds"], dtype=float)
-            return model.eval(), thresholds
+            return model.eval()
         started = time.time()
-        self._log(
-            run, f"start {cell.variant_id} (seed {cell.seed}, fold {cell.fold}) by {self.owner}"
-        )
+        self._log_start(run, cell)
         result = self._fit(model, None, run)
         model = result.model
         run.raw("model.safetensors", save(state_dict_for_save(model)))
         run.parquet("history.parquet", result.history)
         extra = {"epochs_trained": result.epochs_trained, "best_epoch": result.best_epoch}
-        self._evaluate(cell, model, run, result.thresholds, extra)
+        self._evaluate(cell, model, run, extra)
         self._measure(model, run, None)
         self._write_meta(cell, run, started, {})
         run.finish()
-        return model, result.thresholds
+        return model
 
-    def variant(self, cell: Cell, baseline: Any, thresholds: np.ndarray) -> None:
+    def variant(self, cell: Cell, baseline: Any) -> None:
+        """Derive one variant from the baseline (fine-tuning through the same loop)."""
         from bench.compress import CompressContext, apply_chain
 
         run = self.store.run(cell.run_id)
         started = time.time()
-        self._log(
-            run, f"start {cell.variant_id} (seed {cell.seed}, fold {cell.fold}) by {self.owner}"
-        )
-        trained: dict[str, Any] = {}
+        self._log_start(run, cell)
+        histories = []
 
         def finetune(model: Any, epochs: int) -> Any:
             result = self._fit(model, epochs, run)
-            trained["history"] = result.history
-            trained["thresholds"] = result.thresholds
+            histories.append(result.history.assign(finetune_round=len(histories)))
             return result.model
 
-        import torch
-
-        calib_index = self.split.train[:256]
         context = CompressContext(
-            calib=torch.from_numpy(
-                np.asarray(self.pixels[np.sort(calib_index)], np.float32) / 255.0
-            )[:, None],
+            calib=self._images(np.sort(self.split.train[:256])),
             finetune=finetune,
-            example=torch.from_numpy(
-                np.asarray(self.pixels[self.split.test[:1]], np.float32) / 255.0
-            )[:, None],
+            example=self._images(self.split.test[:1]),
         )
         model = apply_chain(
             copy.deepcopy(baseline), cell.chain, seed=self.seeds["compress"], context=context
         )
         model.eval()
         info = dict(getattr(model, "cxr_compress", {}) or {})
-        if "history" in trained:
-            run.parquet("history.parquet", trained["history"])
-        self._evaluate(cell, model, run, trained.get("thresholds", thresholds), {"compress": info})
+        if histories:
+            run.parquet("history.parquet", pd.concat(histories, ignore_index=True))
+        self._evaluate(cell, model, run, {"compress": info})
         self._measure(model, run, baseline)
         self._write_meta(cell, run, started, {"compress": info})
         run.finish()
@@ -413,7 +414,7 @@ class GroupWorker:
         if base_id not in outcome and not self.store.claim(base_id, self.owner):
             return {**{c.run_id: "skipped" for c in self.group.cells}, **outcome}
         try:
-            baseline, thresholds = self.baseline()
+            baseline = self.baseline()
             outcome[base_id] = "done"
         except Exception:
             self.store.run(base_id).fail(traceback.format_exc())
@@ -425,7 +426,7 @@ class GroupWorker:
                 outcome[cell.run_id] = "skipped"
                 continue
             try:
-                self.variant(cell, baseline, thresholds)
+                self.variant(cell, baseline)
                 outcome[cell.run_id] = "done"
             except Exception:
                 self.store.run(cell.run_id).fail(traceback.format_exc())

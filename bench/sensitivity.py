@@ -8,6 +8,7 @@ which leaks the test set into any choice made from it; cxrbench never touches te
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Sequence
 
@@ -42,8 +43,9 @@ def layer_sensitivity(
     _, data = prepare(cfg)
     group = plan(cfg, len(data.splits))[0]
     worker = GroupWorker(cfg, data, group, owner=f"{socket.gethostname()}:sensitivity")
-    model, thresholds = worker.baseline()  # the sweep's own baseline: trained once, reused
-    model.eval()
+    model = worker.baseline().eval()  # the sweep's own baseline: trained once, reused
+    stored = json.loads((worker.store.runs / group.baseline.run_id / "metrics.json").read_text())
+    thresholds = np.asarray(stored["thresholds"], dtype=float)  # chosen on validation
     val = worker.split.val
 
     def score() -> float:

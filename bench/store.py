@@ -145,6 +145,7 @@ class Store:
         write_json(self.root / "study.json", info)
 
     def write_split(self, name: str, df: pd.DataFrame) -> Path:
+        """A split table, named by its content hash: written once, never overwritten."""
         path = self.root / "splits" / f"{name}.parquet"
         if not path.exists():
             write_parquet(path, df)

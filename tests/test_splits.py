@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bench.config import ProtocolConfig
 from bench.data.dataset import CXRDataset, DataError
-from bench.data.describe import describe, plot_class_distribution
-from bench.data.splits import Split, check_no_leak, make_splits, save_split
+from bench.data.splits import Split, check_no_leak, make_splits, split_frame
 
 PREVALENCE = (0.4, 0.25, 0.12, 0.06)
 
@@ -185,33 +183,11 @@ def test_too_few_patients():
         make_splits(multilabel_dataset(n_patients=4), ProtocolConfig(kind="kfold", k=5))
 
 
-def test_save_split_parquet(tmp_path):
+def test_split_frame(tmp_path):
     ds = multilabel_dataset(n_patients=40)
     (split,) = make_splits(ds, ProtocolConfig())
-    path = tmp_path / "splits" / f"{split.content_hash(ds)}.parquet"
-    save_split(split, ds, path)
-    df = pd.read_parquet(path)
+    df = split_frame(split, ds)
     assert list(df.columns) == ["image_id", "patient_id", "fold", "part"]
     assert df["fold"].dtype == np.int32 and len(df) == len(ds)
     assert df["image_id"].tolist() == ds.ids.tolist()  # dataset order
     assert sorted(df.index[df["part"] == "test"]) == split.test.tolist()
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left
-
-
-def test_describe_counts_and_plot(tmp_path):
-    ds = multilabel_dataset(n_patients=50, name="synthcxr-lt")
-    splits = make_splits(ds, ProtocolConfig())
-    table = describe(ds, splits)
-    test = table[(table["part"] == "test") & (table["class"] == "c1")].iloc[0]
-    idx = splits[0].test
-    assert test["positives"] == ds.labels[idx, 1].sum() and test["images"] == len(idx)
-    assert test["prevalence"] == pytest.approx(ds.labels[idx, 1].mean())
-    assert test["patients"] == len(set(ds.patient_ids[idx]))
-    assert test["positive_patients"] == len(set(ds.patient_ids[idx][ds.labels[idx, 1] == 1]))
-    whole = table[table["part"] == "all"].set_index("class")["positives"]
-    assert whole.tolist() == ds.labels.sum(0).tolist()
-    fig = plot_class_distribution(ds, tmp_path / "dist.png")
-    assert (tmp_path / "dist.png").read_bytes()[:4] == b"\x89PNG"
-    assert "synthetic" in fig.axes[0].get_title()
-    real = multilabel_dataset(n_patients=50, name="nih")
-    assert "synthetic" not in plot_class_distribution(real, tmp_path / "r.png").axes[0].get_title()

@@ -1,11 +1,21 @@
 """Quantization (int8) and reduced precision (fp16 / bf16).
 
-int8 uses PyTorch's FX graph mode (``torch.ao.quantization.quantize_fx``) with the qconfig
-of the active quantized engine (``x86`` on x86 CPUs): conv-bn-relu are fused, weights are
-int8 per channel, activations uint8 per tensor. The PT2E path (torch.export → torchao's
-X86InductorQuantizer) is kept behind ``static_int8(path="pt2e")`` but fails on the pinned
-torch 2.14.1 / torchao 0.18.0 for ResNets (see docs/compression.md). Quantized models run
-on the CPU only; they are recorded with ``cpu_only: True``.
+Static int8 has two paths behind ``static_int8(path=...)``:
+
+- ``"fx"`` (default): PyTorch's FX graph mode (``torch.ao.quantization.quantize_fx``) with
+  the qconfig of the active quantized engine (``x86`` on x86 CPUs): conv-bn-relu fused,
+  weights int8 per channel, activations uint8 per tensor; fast in eager mode (fbgemm/onednn
+  int8 kernels).
+- ``"pt2e"``: torch.export with a dynamic batch dimension → torchao's X86InductorQuantizer
+  → ``prepare_pt2e`` / calibration / ``convert_pt2e``. The result is a GraphModule of
+  quantize / dequantize ops around fp32 ops: correct but slow in eager mode, fast only under
+  ``torch.compile`` with inductor ``freezing`` (which fuses them into int8 kernels).
+  torchvision ResNet blocks are switched to a forward with one ReLU call per activation
+  first (:func:`unshare_block_relu`), without which the quantizer fails on the pinned
+  torch 2.14.1 / torchao 0.18.0.
+
+Quantized models run on the CPU only; they are recorded with ``cpu_only: True``.
+See docs/compression.md for why FX is the default.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import warnings
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.ao.quantization import (
     get_default_qat_qconfig_mapping,
@@ -22,6 +33,7 @@ from torch.ao.quantization import (
     quantize_dynamic,
 )
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx, prepare_qat_fx
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from bench.compress._common import calib_images as _calib_images
 from bench.compress._common import (
@@ -35,6 +47,7 @@ from bench.compress._registry import CompressContext, register_variant
 from bench.compress.measure import count_macs
 
 CALIB_BATCH = 32
+PT2E_MAX_BATCH = 4096  # upper bound of the exported graph's dynamic batch dimension
 HALF_NOTE = (
     "{dtype} weights and activations; on CPUs without native half-precision support "
     "convolutions are far slower than fp32 (intended for GPUs)"
@@ -118,8 +131,9 @@ def static_int8(
 ) -> nn.Module:
     """Post-training static int8 of the whole network, calibrated on ``calib_images`` images.
 
-    path: "fx" (FX graph mode, works on the pinned versions) or "pt2e" (torch.export +
-    torchao X86InductorQuantizer; raises a RuntimeError where it fails).
+    path: "fx" (FX graph mode; int8 kernels in eager mode) or "pt2e" (torch.export +
+    X86InductorQuantizer; int8 kernels only once the model is compiled with inductor and
+    ``torch._inductor.config.freezing = True``).
     """
     name = "static_int8"
     check_count(name, "calib_images", calib_images, 1)
@@ -153,25 +167,92 @@ def _static_fx(
         return convert_fx(prepared), backend
 
 
+class _ExportBasicBlock(BasicBlock):
+    """torchvision's BasicBlock with one ReLU call per activation (functional, same maths)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class _ExportBottleneck(Bottleneck):
+    """torchvision's Bottleneck with one ReLU call per activation (functional, same maths)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + identity)
+
+
+_EXPORT_BLOCKS = {BasicBlock: _ExportBasicBlock, Bottleneck: _ExportBottleneck}
+
+
+def unshare_block_relu(model: nn.Module) -> nn.Module:
+    """Switch torchvision ResNet blocks, in place, to a forward that calls each ReLU once.
+
+    A torchvision block calls its one ``self.relu`` module two or three times; in the
+    exported graph that is one source partition with several outputs, and
+    X86InductorQuantizer then fails with "Input partition has more than one output node".
+    Only the class changes (weights, channel counts of pruned blocks and maths stay).
+    """
+    for m in model.modules():
+        if type(m) in _EXPORT_BLOCKS:
+            m.__class__ = _EXPORT_BLOCKS[type(m)]
+    return model
+
+
 def _static_pt2e(
     model: nn.Module, example: torch.Tensor, images: torch.Tensor
 ) -> tuple[nn.Module, str]:
+    """torch.export (dynamic batch) → X86InductorQuantizer → calibrate → convert_pt2e."""
     import torchao
+    import torchao.quantization.pt2e as pt2e
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    try:
-        exported = torch.export.export(model, (example,)).module()
-        prepared = prepare_pt2e(exported, quantizer)
-    except Exception as exc:  # the quantizer's annotation fails on some graphs
-        raise RuntimeError(
-            f"static_int8 path='pt2e' failed on torch {torch.__version__} / torchao "
-            f"{torchao.__version__}: {type(exc).__name__}: {exc}. Use path='fx' (the default)."
-        ) from exc
-    _calibrate(prepared, images)
-    return convert_pt2e(prepared), "x86_inductor"
+    # two images: a batch-1 example would specialise the batch dimension to 1
+    sample = example[:1].expand(2, *example.shape[1:]).contiguous()
+    batch = torch.export.Dim("batch", min=1, max=PT2E_MAX_BATCH)
+    with _quiet():
+        try:
+            exported = torch.export.export(
+                unshare_block_relu(model), (sample,), dynamic_shapes=({0: batch},)
+            ).module()
+            prepared = prepare_pt2e(exported, quantizer)
+        except Exception as exc:  # export or annotation can fail on other architectures
+            raise RuntimeError(
+                f"static_int8 path='pt2e' failed on torch {torch.__version__} / torchao "
+                f"{torchao.__version__}: {type(exc).__name__}: {exc}. Use path='fx' (the default)."
+            ) from exc
+        _calibrate(prepared, images)
+        out = convert_pt2e(prepared)
+    _drop_unused_tensors(out)
+    # an exported graph refuses .eval() / .train(); allow them (they switch only dropout and
+    # batchnorm ops) so the runner and measure_model can treat it like any other model
+    pt2e.move_exported_model_to_eval(out)
+    pt2e.allow_exported_model_train_eval(out)
+    out.training = False
+    return out, "x86_inductor"
+
+
+def _drop_unused_tensors(graph_module: torch.fx.GraphModule) -> None:
+    """Delete parameters and buffers the graph no longer reads.
+
+    convert_pt2e folds each quantized weight into a new int8 constant but leaves the fp32
+    original on its submodule, which would make the int8 model larger than the fp32 one.
+    """
+    nodes = graph_module.graph.nodes
+    used = {n.target for n in nodes if n.op == "get_attr"}
+    called = tuple(f"{n.target}." for n in nodes if n.op == "call_module")
+    tensors = [*graph_module.named_parameters(), *graph_module.named_buffers()]
+    for name, _ in tensors:
+        if name not in used and not name.startswith(called):
+            owner, _, attr = name.rpartition(".")
+            delattr(graph_module.get_submodule(owner), attr)
 
 
 @register_variant("qat_int8", family="quantize")

@@ -3,7 +3,7 @@
 from bench.data.cache import load_pixels
 from bench.data.dataset import CXRDataset, DataError
 from bench.data.readers import DataWarning, load_dataset
-from bench.data.splits import Split, check_no_leak, make_splits, save_split
+from bench.data.splits import Split, check_no_leak, make_splits, split_frame
 
 __all__ = [
     "CXRDataset",
@@ -14,5 +14,5 @@ __all__ = [
     "load_dataset",
     "load_pixels",
     "make_splits",
-    "save_split",
+    "split_frame",
 ]

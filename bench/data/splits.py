@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,12 +102,13 @@ def check_no_leak(dataset: CXRDataset, split: Split) -> None:
         )
 
 
-def save_split(split: Split, dataset: CXRDataset, path: Path) -> None:
-    """Write the split as Parquet (image_id, patient_id, fold, part), atomically."""
+def split_frame(split: Split, dataset: CXRDataset) -> pd.DataFrame:
+    """The split as a table (image_id, patient_id, fold, part), rows in dataset order; the
+    store writes it to ``results/<study>/splits/``."""
     idx = np.concatenate(list(split.parts().values()))
     part = np.repeat(PARTS, [len(v) for v in split.parts().values()])
     order = np.argsort(idx, kind="stable")
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "image_id": dataset.ids[idx[order]],
             "patient_id": dataset.patient_ids[idx[order]],
@@ -118,14 +116,6 @@ def save_split(split: Split, dataset: CXRDataset, path: Path) -> None:
             "part": part[order],
         }
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- internals

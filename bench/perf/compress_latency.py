@@ -253,6 +253,9 @@ def run(
     """Run the benchmark; returns (and with ``out_dir`` writes) the result dict."""
     import torch._inductor.config as inductor_config
 
+    if not archs:
+        raise ValueError(f"compress_latency: archs is empty; choose from {list(MODELS)}")
+
     inductor_config.freezing = True
     sizes = {**MODELS, **(image_sizes or {})}
     rows: list[dict[str, Any]] = []
@@ -274,26 +277,27 @@ def run(
                 for c in cands
                 if c.error and c.error.startswith(f"at batch {b}:")
             ]
-    result = {
-        "benchmark": "compress_latency",
-        "hardware": hardware(),
-        "settings": {
-            "archs": list(archs),
-            "image_sizes": {a: sizes[a] for a in archs},
-            "batch_sizes": list(batch_sizes),
-            "warmup": warmup,
-            "repeats": repeats,
-            "max_call_seconds": max_call_seconds,
-            "inductor_freezing": True,
-            "weights": "random init (latency does not depend on the values)",
-            "calibration": f"{CALIB_IMAGES} uniform random images",
-        },
-        "rows": rows,
-        "errors": errors,
-        "target": _target(rows),
-    }
-    if out_dir is not None:
-        write_result("compress", result, to_markdown(result), out_dir)
+        # written after every model, so a long run leaves its finished part behind
+        result = {
+            "benchmark": "compress_latency",
+            "hardware": hardware(),
+            "settings": {
+                "archs": list(archs[: archs.index(arch) + 1]),
+                "image_sizes": {a: sizes[a] for a in archs},
+                "batch_sizes": list(batch_sizes),
+                "warmup": warmup,
+                "repeats": repeats,
+                "max_call_seconds": max_call_seconds,
+                "inductor_freezing": True,
+                "weights": "random init (latency does not depend on the values)",
+                "calibration": f"{CALIB_IMAGES} uniform random images",
+            },
+            "rows": rows,
+            "errors": errors,
+            "target": _target(rows),
+        }
+        if out_dir is not None:
+            write_result("compress", result, to_markdown(result), out_dir)
     return result
 
 
