@@ -178,13 +178,15 @@ def run_metrics(study: Study) -> pd.DataFrame:
 
 
 def _fold_sizes(study: Study) -> tuple[int, int]:
-    """(n_train, n_test) per fold for the Nadeau–Bengio correction."""
+    """(n_train, n_test) per fold, for the Nadeau–Bengio correction (from study.json)."""
+    parts = study.info.get("positives") or []
+    if parts and "n_train" in parts[0]:
+        return int(np.mean([p["n_train"] for p in parts])), int(
+            np.mean([p["n_test"] for p in parts])
+        )
     n_test = int(np.mean([study.fold_mask(f).sum() for f in study.folds]))
-    positives = study.info.get("positives") or []
-    n_total = int(study.info.get("dataset", {}).get("n_images", 0))
-    val_share = study.info.get("config", {}).get("protocol", {}).get("val_fraction", 0.0)
-    n_train = max(int((n_total - n_test) * (1 - val_share)), 1) if n_total else n_test * 2
-    return (n_train if positives or n_total else n_test * 2), n_test
+    k = len(study.folds)
+    return n_test * (k - 1), n_test  # no sizes recorded: k-fold without a validation part
 
 
 def _mean_interval(study: Study, values: pd.DataFrame) -> dict:
@@ -322,13 +324,7 @@ def _single_run_mean(study: Study, metric: str, variant: str, values: pd.DataFra
     v = ps.variants.index(variant)
     if metric == "accuracy":
         correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
-        e = image_bootstrap(
-            correct[:, None].astype(np.uint8),
-            np.ones((len(correct), 1)),
-            lambda y, p, sample_weight=None: _weighted_mean(y[:, 0], sample_weight),
-            rng=rng,
-            clusters=ps.patient_ids,
-        )
+        e = _accuracy_interval(correct, ps.patient_ids, rng)
     else:
         try:
             fn = _one_run_metric(metric, ps.task)
@@ -404,13 +400,7 @@ def study_a_table(study: Study, rng: np.random.Generator) -> pd.DataFrame:
         if np.isnan(ps.probs[0, v]).any():
             continue
         correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
-        e = image_bootstrap(
-            correct[:, None].astype(np.uint8),
-            np.zeros((len(correct), 1)),
-            lambda y, p, sample_weight=None: _weighted_mean(y[:, 0], sample_weight),
-            rng=rng,
-            clusters=ps.patient_ids,
-        )
+        e = _accuracy_interval(correct, ps.patient_ids, rng)
         test = mcnemar_exact(correct, base_correct) if v else None
         records.append(
             {
@@ -428,9 +418,19 @@ def study_a_table(study: Study, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _weighted_mean(x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-    x = x.astype(float)
-    return x.mean() if w is None else (w * x).sum(-1) / w.sum(-1)
+def _accuracy_interval(correct: np.ndarray, patients: np.ndarray, rng: np.random.Generator):
+    """Patient-level bootstrap interval of the share of correct images."""
+
+    def share(y: np.ndarray, p: np.ndarray, sample_weight: np.ndarray | None = None):
+        x = y[:, 0].astype(float)
+        return (
+            x.mean()
+            if sample_weight is None
+            else (sample_weight * x).sum(-1) / sample_weight.sum(-1)
+        )
+
+    outcome = correct[:, None].astype(np.uint8)
+    return image_bootstrap(outcome, np.zeros(outcome.shape), share, rng=rng, clusters=patients)
 
 
 def size_latency_table(study: Study, summary: pd.DataFrame) -> pd.DataFrame:

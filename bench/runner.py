@@ -485,6 +485,7 @@ def study_info(
             {
                 "fold": s.fold,
                 **{part: data.labels[idx].sum(0).tolist() for part, idx in s.parts().items()},
+                **{f"n_{part}": len(idx) for part, idx in s.parts().items()},
             }
             for s in data.splits
         ],

@@ -135,3 +135,15 @@ def test_python_dash_m_entry_points():
             [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT
         )
         assert out.returncode == 0 and "analyze" in out.stdout
+
+
+def test_data_describe_prints_counts_and_writes_the_figure(tmp_path, capsys):
+    from tiny import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    config = _write(tmp_path, cfg.model_dump(mode="json"))
+    figure = tmp_path / "dist.png"
+    assert main(["data", "describe", str(config), "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "160 images" in out and "Effusion" in out
+    assert figure.stat().st_size > 1000
