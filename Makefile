@@ -18,6 +18,7 @@ demo: setup  ## run the whole pipeline on the embedded synthetic dataset
 	$(VENV)/bin/cxrbench run configs/demo.yaml
 	$(VENV)/bin/cxrbench analyze results/demo
 	$(VENV)/bin/cxrbench figures results/demo
+	$(VENV)/bin/cxrbench reader-kit results/demo
 	$(VENV)/bin/cxrbench report results/demo
 
 test: setup  ## lint and the test suite (slow statistical checks excluded)

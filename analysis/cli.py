@@ -24,6 +24,21 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("results", type=Path)
     r = sub.add_parser("report", help="one self-contained HTML report")
     r.add_argument("results", type=Path)
+    k = sub.add_parser(
+        "reader-kit",
+        help="PIE montage and a blinded reader-study kit",
+        description="Find the PIEs of a variant, draw a montage of them into RESULTS/figures/ "
+        "and write a blinded kit (shuffled PIE and non-PIE images, a CSV form for label "
+        "agreement, image quality 1-5 and difficulty 1-5, and a separate key).",
+    )
+    k.add_argument("results", type=Path)
+    k.add_argument("--out", type=Path, help="kit folder (default RESULTS/reader_kit)")
+    k.add_argument("--variant", help="variant id (default: l1_unstructured_global at 0.9)")
+    k.add_argument("--rule", choices=["spearman", "modal"], default="spearman")
+    k.add_argument(
+        "--q", type=float, default=0.05, help="Spearman rule: share of images that are PIEs"
+    )
+    k.add_argument("--per-group", type=int, help="images per group (PIE, non-PIE)")
     return p
 
 
@@ -58,6 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         notes.addHandler(logging.StreamHandler())
         paths = make_all(root)
         print(f"{len(paths)} figure files in {root / 'figures'}")
+    elif args.command == "reader-kit":
+        from analysis.pie_kit import reader_kit
+
+        kit, figures = reader_kit(
+            root,
+            args.out or root / "reader_kit",
+            variant=args.variant,
+            rule=args.rule,
+            q=args.q,
+            n_per_group=args.per_group,
+        )
+        print(f"reader kit: {kit.form_path} ({kit.n_items} items; key kept apart: {kit.key_path})")
+        for path in figures:
+            print(f"montage: {path}")
     else:
         from analysis.report import write_report
 

@@ -572,18 +572,24 @@ def _decisions(study: Study, v: int) -> np.ndarray:
     return np.stack(runs)
 
 
+def pie_masks(study: Study, v: int, q: float = 0.05) -> dict[str, np.ndarray]:
+    """PIE masks of variant ``v`` against the dense population: Hooker's modal rule, and
+    study B's Spearman rule (lowest ``q``) for multi-label tasks."""
+    ps = study.ps
+    masks = {"modal": pie.pies_modal(_decisions(study, 0), _decisions(study, v)).is_pie}
+    if ps.task == "multilabel":
+        masks["spearman"] = pie.pies_spearman(ps.probs[:, 0], ps.probs[:, v], q=q).is_pie
+    return masks
+
+
 def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
     """PIEs of every variant against the dense population, by both rules where they apply."""
     ps = study.ps
-    dense, dense_pred = ps.probs[:, 0], _decisions(study, 0)
     prevalence, findings, counts = [], [], []
     for v, variant in enumerate(ps.variants[1:], start=1):
         if np.isnan(ps.probs[:, v]).any():
             continue
-        masks = {"modal": pie.pies_modal(dense_pred, _decisions(study, v)).is_pie}
-        if ps.task == "multilabel":
-            masks["spearman"] = pie.pies_spearman(dense, ps.probs[:, v], q=q).is_pie
-        for rule, is_pie in masks.items():
+        for rule, is_pie in pie_masks(study, v, q).items():
             counts.append(
                 {
                     "variant": variant,

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-ANALYSIS_COMMANDS = ("analyze", "figures", "report")
+ANALYSIS_COMMANDS = ("analyze", "figures", "report", "reader-kit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         ("analyze", "tables: intervals, paired tests, per-class, size/latency"),
         ("figures", "paper figures (PDF and PNG)"),
         ("report", "one self-contained HTML report"),
+        ("reader-kit", "PIE montage and a blinded reader-study kit"),
     ):
         a = sub.add_parser(name, help=text, add_help=False)
         a.add_argument("rest", nargs=argparse.REMAINDER)

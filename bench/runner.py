@@ -481,6 +481,7 @@ def study_info(
             "synthetic": dataset.name.startswith("synthcxr"),
         },
         "folds": len(data.splits),
+        "pixels": data.pixels_path,  # decode-once cache, rows in dataset order (for PIE montages)
         "positives": [
             {
                 "fold": s.fold,

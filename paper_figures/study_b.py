@@ -374,3 +374,23 @@ def plot_pie_findings(table: pd.DataFrame, out_base: Path, note: str = "") -> li
     ax.set_title("Findings per image among PIEs")
     ax.legend(fontsize=7)
     return save(fig, out_base, note)
+
+
+@styled
+def plot_pie_montage(
+    images: np.ndarray, titles: list[str], out_base: Path, note: str = "", columns: int = 6
+) -> list[Path]:
+    """A grid of PIE images (uint8 (n, H, W)) titled with their labels."""
+    n = len(images)
+    if n == 0:
+        raise FigureError("plot_pie_montage: no PIE images to draw")
+    rows = int(np.ceil(n / columns))
+    fig = new_figure(1.6 * columns, 1.75 * rows)
+    for i in range(rows * columns):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(titles[i], fontsize=6)
+    fig.suptitle("Pruning-identified exemplars (PIEs)")
+    return save(fig, out_base, note)

@@ -39,6 +39,13 @@ def test_real_sweep_gets_every_variant_a_ci_and_a_pvalue(reference):
     assert "\\toprule" in (cfg.study_dir / "tables" / "summary.tex").read_text()
     html = (cfg.study_dir / "report.html").read_text()
     assert "Synthetic data" in html and "data:image/png;base64," in html
+    variant = "l1_unstructured_global[sparsity=0.5]"
+    assert main(["reader-kit", str(cfg.study_dir), "--variant", variant, "--rule", "modal"]) == 0
+    form = pd.read_csv(cfg.study_dir / "reader_kit" / "reader" / "form.csv")
+    key = pd.read_csv(cfg.study_dir / "reader_kit" / "key.csv")
+    assert "is_pie" not in form.columns and key["is_pie"].sum() == (~key["is_pie"]).sum()
+    assert len(list((cfg.study_dir / "reader_kit" / "reader" / "images").glob("*.png"))) == len(form)
+    assert (cfg.study_dir / "figures" / "pie_montage.png").stat().st_size > 1000
 
 
 def test_full_grid_study_writes_every_table_figure_and_report(tmp_path):
