@@ -9,11 +9,13 @@
   seeds that counts both sources of variation.
 
 Resamples are drawn as index arrays (``rng.integers``, as ``scipy.stats.bootstrap`` does)
-and turned into multinomial counts used as sample weights, so a metric from
-``analysis.metrics`` sorts the scores once per chunk of resamples instead of once per
-resample. A metric is any callable ``metric(y, p, sample_weight=None)`` that broadcasts
-weights (..., N) against the leading axes of ``p`` (all metrics in ``analysis.metrics``
-do). Every stochastic function takes ``rng=`` (a ``np.random.Generator`` or a seed).
+and turned into multinomial counts used as sample weights, passed to the metric in chunks
+of (b, 1, ..., N) weights (b ≈ 2M / N, the same for every leading run axis of ``p``).
+A metric is any callable ``metric(y, p, sample_weight=None)`` that broadcasts such
+weights against the leading axes of ``p`` without materialising (b, *p.shape) arrays (all
+metrics in ``analysis.metrics`` do; their AUROC and AP sort the scores once per bootstrap,
+not once per resample). Every stochastic function takes ``rng=`` (a ``np.random.Generator``
+or a seed).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from analysis.results import ConfidenceInterval, Estimate, StatsInputError
 
 Metric = Callable[..., np.ndarray]
 METHODS = ("percentile", "bca")
-#: elements of ``p`` × resamples evaluated per metric call (bounds memory to ~100s of MB).
-_CHUNK_ELEMENTS = 4_000_000
+#: image weights (resamples × images) passed per metric call: 2M int64, 16 MB.
+_CHUNK_ELEMENTS = 2_000_000
 
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -115,16 +117,16 @@ def _units(n_images: int, clusters: np.ndarray | None) -> tuple[np.ndarray, int]
     return unit.ravel(), int(unit.max()) + 1
 
 
-def _chunk(p: np.ndarray) -> int:
-    return max(1, _CHUNK_ELEMENTS // max(1, p.size))
+def _chunk(n_images: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, n_images))
 
 
-def _weights_from_draws(draws: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    """Image weights (b, N) = how often each image's unit was drawn in each resample."""
+def _weights_from_draws(draws: np.ndarray, unit: np.ndarray | None, n_units: int) -> np.ndarray:
+    """Image weights (b, N) = how often each image's unit (``None``: itself) was drawn."""
     b = draws.shape[0]
     flat = (draws + np.arange(b)[:, None] * n_units).ravel()
     counts = np.bincount(flat, minlength=b * n_units).reshape(b, n_units)
-    return counts[:, unit]
+    return counts if unit is None else counts[:, unit]
 
 
 def resample_distribution(
@@ -147,10 +149,11 @@ def resample_distribution(
     unit, n_units = _units(y.shape[0], clusters)
     lead_ones = (1,) * (p.ndim - 2)
     out = []
-    step = _chunk(p)
+    step = _chunk(y.shape[0])
     for start in range(0, n_resamples, step):
         b = min(step, n_resamples - start)
-        w = _weights_from_draws(gen.integers(0, n_units, (b, n_units)), unit, n_units)
+        draws = gen.integers(0, n_units, (b, n_units))
+        w = _weights_from_draws(draws, None if clusters is None else unit, n_units)
         out.append(np.asarray(metric(y, p, sample_weight=w.reshape(b, *lead_ones, -1))))
     return np.concatenate(out, axis=0)
 
@@ -178,7 +181,7 @@ def jackknife_distribution(
         n_units = max_blocks
     lead_ones = (1,) * (p.ndim - 2)
     out = []
-    step = _chunk(p)
+    step = _chunk(y.shape[0])
     for start in range(0, n_units, step):
         left_out = np.arange(start, min(start + step, n_units))
         w = (unit[None, :] != left_out[:, None]).astype(np.int64)

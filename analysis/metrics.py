@@ -10,16 +10,25 @@ AUROC and AP come from one sort per run and class (``ranking_metrics`` returns b
 AUROC is the Mann–Whitney statistic with ties counted one half; AP is scikit-learn's
 ``average_precision_score``: AP = Σ_n (R_n − R_{n−1}) P_n over the distinct thresholds,
 tied scores forming one step. Classes without positives or without negatives give NaN.
+Both only need sums at the tie groups that hold a positive (a few % of the positions);
+with weights, those sums come from sparse 0/1 (groups × images) matrices built once per
+sort and multiplied by blocks of weight vectors, and the last sort is reused while the
+same scores come back (a bootstrap's chunks), so a bootstrap sorts once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from scipy import sparse
 
 from analysis.results import StatsInputError
 
-#: elements (runs × classes × images) processed at once, to bound memory (~8 arrays of this).
+#: elements (runs × classes × images) sorted at once, to bound memory (~8 arrays of this).
 _CHUNK_ELEMENTS = 1_000_000
+#: positive groups × weight vectors evaluated at once (~10 float64 arrays of this, in cache).
+_GROUP_CHUNK = 262_144
 
 
 def check_inputs(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +42,7 @@ def check_inputs(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             f"probabilities: expected shape (..., {y.shape[0]}, {y.shape[1]}) to match the labels,"
             f" got {p.shape}"
         )
-    if not np.isin(y, (0, 1)).all():
+    if not ((y == 0) | (y == 1)).all():
         raise StatsInputError("labels: expected only 0/1 values; binarise the label matrix first")
     if not np.issubdtype(p.dtype, np.floating):
         p = p.astype(np.float64)
@@ -93,95 +102,194 @@ def _sort_rows(
     return order, ys, new
 
 
-def _gather_weights(w: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Weights (..., N) in the sorted order (..., C, N), broadcasting the leading axes."""
-    p_lead = order.shape[:-2]
-    w_lead = w.shape[:-1]
-    aligned = w_lead[len(w_lead) - len(p_lead) :] if len(p_lead) else ()
-    if all(d == 1 for d in aligned):  # weights shared by every run: a plain (fast) take
-        out = np.take(w.reshape(*w_lead[: len(w_lead) - len(aligned)], -1), order, axis=-1)
-        return out.reshape(np.broadcast_shapes(w_lead, p_lead) + order.shape[-2:])
-    wt = w[..., None, :]
-    nd = max(wt.ndim, order.ndim)
-    wt = wt.reshape((1,) * (nd - wt.ndim) + wt.shape)
-    return np.take_along_axis(wt, order.reshape((1,) * (nd - order.ndim) + order.shape), axis=-1)
+@dataclass(frozen=True)
+class _Ranking:
+    """The tie groups that hold a positive, in every row (run × class) of sorted scores.
+
+    The K groups are numbered row after row, each row's in descending score order; row r's
+    are ``offsets[r]:offsets[r + 1]``. Unweighted counts per group: ``d_pos`` positives,
+    ``d_neg`` negatives tied with them, ``above`` images scored at or above the group.
+    ``matrices`` (weighted use only) are three 0/1 sparse (K, N) matrices that turn image
+    weights into the same per-group sums: the images first counted at the group (scored
+    below the row's previous positive group and at or above this one), its positives and
+    its tied negatives. Images below a row's last positive group never matter.
+    """
+
+    offsets: np.ndarray
+    d_pos: np.ndarray
+    d_neg: np.ndarray
+    above: np.ndarray
+    matrices: tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array] | None
 
 
-def _per_row(values: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """Sum ``values`` (..., G) into ``n_rows`` rows given each entry's (sorted) row index."""
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
-    cs = np.concatenate([np.zeros((*values.shape[:-1], 1)), np.cumsum(values, axis=-1)], axis=-1)
-    return cs[..., bounds[1:]] - cs[..., bounds[:-1]]
+def _csr(indices: np.ndarray, counts: np.ndarray, n: int) -> sparse.csr_array:
+    """0/1 float32 matrix (len(counts), n): row k holds the next ``counts[k]`` column indices."""
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    data = np.ones(indices.size, dtype=np.float32)
+    return sparse.csr_array((data, indices, indptr), shape=(counts.size, n))
 
 
-def _ranking_block(
-    y: np.ndarray, p: np.ndarray, w: np.ndarray | None
+def _rank(y: np.ndarray, p: np.ndarray, weighted: bool) -> _Ranking:
+    """Sort p (R, N, C) per run and class and find the positive tie groups of every row."""
+    n = y.shape[0]
+    order, ys, new = _sort_rows(p, y, need_order=weighted)
+    n_rows = new.size // n
+    ys = ys.reshape(-1)
+    starts = np.flatnonzero(new)  # first sorted position of every tie group (flat)
+    pos = np.flatnonzero(ys)  # sorted positions of the positives (flat)
+    group = np.searchsorted(starts, pos, side="right") - 1
+    first = np.flatnonzero(np.diff(group, prepend=-1))  # a positive group's first positive
+    g = group[first]
+    g_start = starts[g]
+    g_end = np.append(starts, new.size)[g + 1] - 1
+    d_pos = np.diff(np.append(first, pos.size))
+    d_neg = g_end - g_start + 1 - d_pos
+    row = g_start // n
+    offsets = np.searchsorted(row, np.arange(n_rows + 1))
+    matrices = None
+    if weighted:
+        flat_order = order.reshape(-1)
+        new_row = np.diff(row, prepend=-1) != 0
+        b_start = np.where(new_row, row * n, np.concatenate([[0], g_end[:-1] + 1]))
+        last = offsets[1:][offsets[1:] > offsets[:-1]] - 1  # each non-empty row's last group
+        limit = np.zeros(n_rows, dtype=np.int64)
+        limit[row[last]] = g_end[last] - row[last] * n + 1
+        counted = (np.arange(n) < limit[:, None]).reshape(-1)
+        tied = np.flatnonzero(d_neg > 0)
+        size = (g_end - g_start + 1)[tied]
+        members = np.repeat(g_start[tied] - np.cumsum(size) + size, size) + np.arange(size.sum())
+        tied_neg = ys[members] == 0
+        matrices = (
+            _csr(flat_order[counted], g_end - b_start + 1, n),
+            _csr(flat_order[pos], d_pos, n),
+            _csr(
+                flat_order[members[tied_neg]],
+                np.bincount(np.repeat(tied, size)[tied_neg], minlength=g.size),
+                n,
+            ),
+        )
+    return _Ranking(offsets, d_pos, d_neg, g_end - row * n + 1, matrices)
+
+
+def _row_cumsum(x: np.ndarray, offsets: np.ndarray, integer: bool) -> np.ndarray:
+    """Cumulative sums of x (K, E) along K, restarting at every row's offset."""
+    if integer:  # integer values: one running sum minus the sum before each row, exactly
+        cs = np.cumsum(x, axis=0)
+        before = np.concatenate([np.zeros((1, x.shape[1])), cs])[offsets[:-1]]
+        return cs - np.repeat(before, np.diff(offsets), axis=0)
+    out = np.empty_like(x)
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+        np.cumsum(x[a:b], axis=0, out=out[a:b])
+    return out
+
+
+def _row_sum(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sums of x (K, E) over each row's groups: (rows, E), zero for rows without groups."""
+    out = np.zeros((offsets.size - 1, x.shape[1]))
+    filled = offsets[1:] > offsets[:-1]
+    if filled.any():
+        out[filled] = np.add.reduceat(x, offsets[:-1][filled], axis=0)
+    return out
+
+
+def _finish(
+    r: _Ranking,
+    d_pos: np.ndarray,
+    d_neg: np.ndarray,
+    w_above: np.ndarray,
+    total: np.ndarray,
+    integer: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """AUROC and AP for p (..., N, C), y (N, C), w None or (..., N) broadcastable.
+    """AUROC and AP (E, rows) from per-group weights (K, E) and total weights (E,).
 
-    With positive weight pos_i, cumulative TP_i, all weight W_i and FP_i = W_i − TP_i at
-    sorted position i: AP·P = Σ_i pos_i·TP_i/W_i and (1 − AUROC)·P·N = Σ_i pos_i·FP_i when
-    no scores tie. Tied positions are then corrected group by group: every member of tie
-    group g takes the counts at the group's end, and the tied negatives count one half:
+    With TP_g the positive and W_g all weight at or above group g and FP_g = W_g − TP_g:
     AP·P = Σ_g dTP_g·TP_g/W_g and (1 − AUROC)·P·N = Σ_g dTP_g·(FP_g − dFP_g/2).
     """
-    n = y.shape[0]
-    order, ys, new = _sort_rows(p, y, need_order=w is not None)
-    tiny = np.finfo(np.float64).tiny
-    if w is None:
-        pos = ys
-        tp = np.cumsum(ys, axis=-1, dtype=np.float64)
-        cw = np.arange(1.0, n + 1.0)
-    else:
-        ws = _gather_weights(w, order)
-        pos = ws * ys
-        if w.dtype.kind in "iu" and w.sum(axis=-1).max() < 2**31:
-            # integer counts: one int64 cumsum carries TP (high word) and W (low word)
-            both = np.cumsum(ws + (pos << 32), axis=-1)
-            tp = (both >> 32).astype(np.float64)
-            cw = (both & 0xFFFFFFFF).astype(np.float64)
-        else:
-            tp = np.cumsum(pos, axis=-1)
-            cw = np.cumsum(ws, axis=-1)
-    fp = cw - tp
-    n_pos = tp[..., -1]
-    n_neg = fp[..., -1]
-    ap_sum = (pos * (tp / np.maximum(cw, tiny))).sum(axis=-1)
-    loss_sum = (pos * fp).sum(axis=-1)
-    # tie groups of two or more: replace the raw contributions by the group's
-    tied = ~new
-    tied[..., :-1] |= ~new[..., 1:]
-    if tied.any():
-        lead = tp.shape[: tp.ndim - tied.ndim]
-        mask = np.broadcast_to(tied, tp.shape[len(lead) :])
-        idx = np.flatnonzero(mask)
-
-        def pick(a):
-            return np.broadcast_to(a, tp.shape).reshape(*lead, -1).take(idx, axis=-1)
-
-        pos_t, tp_t, fp_t, cw_t = pick(pos), pick(tp), pick(fp), pick(cw)
-        gstart = np.flatnonzero(np.broadcast_to(new, mask.shape).ravel()[idx])
-        gend = np.concatenate([gstart[1:], [idx.size]]) - 1
-        d_pos = np.add.reduceat(pos_t, gstart, axis=-1)
-        if w is None:
-            d_all = (gend - gstart + 1).astype(np.float64)
-        else:
-            d_all = np.add.reduceat(pick(ws), gstart, axis=-1)
-        tp_end, fp_end, cw_end = tp_t[..., gend], fp_t[..., gend], cw_t[..., gend]
-        d_ap = d_pos * tp_end / np.maximum(cw_end, tiny) - np.add.reduceat(
-            pos_t * tp_t / np.maximum(cw_t, tiny), gstart, axis=-1
-        )
-        d_loss = d_pos * (fp_end - 0.5 * (d_all - d_pos)) - np.add.reduceat(
-            pos_t * fp_t, gstart, axis=-1
-        )
-        rows = idx[gstart] // n
-        n_rows = mask.size // n
-        ap_sum = ap_sum + _per_row(d_ap, rows, n_rows).reshape(ap_sum.shape)
-        loss_sum = loss_sum + _per_row(d_loss, rows, n_rows).reshape(loss_sum.shape)
+    tp = _row_cumsum(d_pos, r.offsets, integer)
+    ap_sum = _row_sum(d_pos * tp / np.maximum(w_above, np.finfo(np.float64).tiny), r.offsets)
+    loss_sum = _row_sum(d_pos * (w_above - tp - 0.5 * d_neg), r.offsets)
+    n_pos = _row_sum(d_pos, r.offsets)
+    n_neg = total - n_pos
     undefined = (n_pos <= 0) | (n_neg <= 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = np.where(undefined, np.nan, ap_sum / n_pos)
         auc = np.where(undefined, np.nan, 1.0 - loss_sum / (n_pos * n_neg))
+    return auc.T, ap.T
+
+
+def _unweighted_block(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and AP (R, C) of p (R, N, C)."""
+    r = _rank(y, p, weighted=False)
+
+    def col(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float64)[:, None]
+
+    total = np.array([float(y.shape[0])])
+    auc, ap = _finish(r, col(r.d_pos), col(r.d_neg), col(r.above), total, integer=True)
+    return auc.reshape(p.shape[0], -1), ap.reshape(p.shape[0], -1)
+
+
+def _weighted_block(r: _Ranking, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and AP (E, rows) for weight vectors w (E, N), E groups of columns at a time.
+
+    Integer weights summing below 2**24 go through float32 sparse products (exact counts).
+    """
+    integer = w.dtype.kind in "iu"
+    total = w.sum(axis=-1).astype(np.float64)
+    dtype = np.float32 if integer and total.max(initial=0) < 2**24 else np.float64
+    matrices = [m.astype(dtype, copy=False) for m in r.matrices]
+    step = max(1, _GROUP_CHUNK // max(1, r.d_pos.size))
+    parts = []
+    for s in range(0, len(w), step):
+        x = np.ascontiguousarray(w[s : s + step].T, dtype=dtype)
+        counted, d_pos, d_neg = (np.asarray(m @ x, dtype=np.float64) for m in matrices)
+        w_above = _row_cumsum(counted, r.offsets, integer)
+        parts.append(_finish(r, d_pos, d_neg, w_above, total[s : s + step], integer))
+    return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
+
+
+#: the last ranking prepared for weights and copies of its inputs (see ``_weighted_ranking``)
+_LAST: list[tuple[np.ndarray, np.ndarray, _Ranking]] = []
+
+
+def _weighted_ranking(y: np.ndarray, p: np.ndarray) -> _Ranking:
+    """The ranking of (y, p) with its weight matrices, sorted once per bootstrap.
+
+    A bootstrap passes the same labels and scores chunk after chunk with new weights, so
+    the last ranking is kept and reused while the inputs compare equal to its copies (a
+    comparison costs far less than the sort).
+    """
+    if _LAST:
+        y0, p0, r = _LAST[0]
+        if (
+            y0.shape == y.shape
+            and p0.shape == p.shape
+            and p0.dtype == p.dtype
+            and np.array_equal(y0, y)
+            and np.array_equal(p0, p)
+        ):
+            return r
+    r = _rank(y, p.reshape(-1, *y.shape), weighted=True)
+    _LAST[:] = [(y.copy(), p.copy(), r)]
+    return r
+
+
+def _weighted(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and AP (..., C) of p (..., N, C) with weights (..., N) broadcast over the runs."""
+    n, c = y.shape
+    p_lead, w_lead = p.shape[:-2], w.shape[:-1]
+    n_extra = max(0, len(w_lead) - len(p_lead))
+    if all(d == 1 for d in w_lead[n_extra:]):  # weights shared by every run: one ranking
+        auc, ap = _weighted_block(_weighted_ranking(y, p), w.reshape(-1, n))
+        shape = (*w_lead[:n_extra], *p_lead, c)
+        return auc.reshape(shape), ap.reshape(shape)
+    out_lead = np.broadcast_shapes(w_lead, p_lead)
+    run_lead = out_lead[len(out_lead) - len(p_lead) :]
+    runs = np.broadcast_to(p, (*run_lead, n, c)).reshape(-1, n, c)
+    ws = np.broadcast_to(w, (*out_lead, n)).reshape(-1, len(runs), n)
+    parts = [_weighted_block(_rank(y, runs[i : i + 1], True), ws[:, i]) for i in range(len(runs))]
+    auc = np.stack([a for a, _ in parts], axis=1).reshape(*out_lead, c)
+    ap = np.stack([b for _, b in parts], axis=1).reshape(*out_lead, c)
     return auc, ap
 
 
@@ -192,11 +300,11 @@ def ranking_metrics(
     y, p = check_inputs(y, p)
     w = _check_weights(sample_weight, y.shape[0])
     if w is not None:
-        return _ranking_block(y, p, w)
+        return _weighted(y, p, w)
     lead = p.shape[:-2]
     flat = p.reshape(-1, *y.shape)
     step = max(1, _CHUNK_ELEMENTS // max(1, y.size))
-    parts = [_ranking_block(y, flat[i : i + step], None) for i in range(0, len(flat), step)]
+    parts = [_unweighted_block(y, flat[i : i + step]) for i in range(0, len(flat), step)]
     auc = np.concatenate([a for a, _ in parts]).reshape(*lead, y.shape[1])
     ap = np.concatenate([b for _, b in parts]).reshape(*lead, y.shape[1])
     return auc, ap
@@ -276,7 +384,7 @@ def top1_accuracy(y: np.ndarray, p: np.ndarray, sample_weight=None) -> np.ndarra
     correct = (np.argmax(p, axis=-1) == np.argmax(y, axis=-1)).astype(np.float64)
     if w is None:
         return correct.mean(axis=-1)
-    return (w * correct).sum(axis=-1) / w.sum(axis=-1)
+    return _wsum(correct[..., None], w)[..., 0] / w.sum(axis=-1)
 
 
 def brier(y: np.ndarray, p: np.ndarray, sample_weight=None) -> np.ndarray:

@@ -67,6 +67,21 @@ def test_image_bootstrap_equals_scipy_bootstrap_with_sklearn_metric(method):
     assert est.n == 80
 
 
+def test_resample_and_jackknife_distributions_do_not_depend_on_the_chunk_size(monkeypatch):
+    # reference: all resamples drawn at once with rng.integers(0, N, (B, N)) (scipy's
+    # draws) and delete-one rows, sklearn AUROC per row set; the suite passes 7 per call
+    y, p = _data(n=70, c=2)
+    monkeypatch.setattr(ci, "_CHUNK_ELEMENTS", 7 * 70)
+    dist = ci.resample_distribution(y, p, M.auroc, n_resamples=30, rng=3)
+    draws = np.random.default_rng(3).integers(0, 70, (30, 70))
+    ref = [[roc_auc_score(y[d, c], p[d, c]) for c in range(2)] for d in draws]
+    np.testing.assert_allclose(dist, ref, rtol=0, atol=1e-12)
+    jack = ci.jackknife_distribution(y, p, M.auroc)
+    rows = [np.delete(np.arange(70), i) for i in range(70)]
+    ref = [[roc_auc_score(y[r, c], p[r, c]) for c in range(2)] for r in rows]
+    np.testing.assert_allclose(jack, ref, rtol=0, atol=1e-12)
+
+
 def test_image_bootstrap_per_class_shapes_and_reproducible():
     y, p = _data()
     a = ci.image_bootstrap(y, p, M.auroc, n_resamples=100, rng=1)

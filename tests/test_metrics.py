@@ -73,6 +73,81 @@ def test_weighted_equals_resampled_data():
         )
 
 
+def _resampled_reference(y, p, w):
+    """Reference: sklearn on the explicitly repeated rows, NaN where a class is one-valued."""
+    rows = np.repeat(np.arange(len(y)), w)
+    auc, ap = [], []
+    for c in range(y.shape[1]):
+        yc, pc = y[rows, c], p[rows, c]
+        ok = 0 < yc.sum() < yc.size
+        auc.append(roc_auc_score(yc, pc) if ok else np.nan)
+        ap.append(average_precision_score(yc, pc) if ok else np.nan)
+    return np.array(auc), np.array(ap)
+
+
+@pytest.mark.parametrize("group_chunk", [1, 7, M._GROUP_CHUNK])
+def test_weighted_edge_cases_equal_resampled_data(monkeypatch, group_chunk):
+    # rare class (2 positives, often none drawn), a constant (all-tied) column, a class
+    # whose positives all tie with negatives, zero weights; the weight vectors evaluated
+    # one by one, 7 groups x vectors at a time, or all together
+    monkeypatch.setattr(M, "_GROUP_CHUNK", group_chunk)
+    rng = np.random.default_rng(10)
+    n = 60
+    y, p = _data(rng, n=n, c=4, runs=(), decimals=1)
+    y[:, 1] = 0
+    y[[5, 40], 1] = 1
+    p[:, 2] = 0.5
+    p[y[:, 3] == 1, 3] = 0.7
+    p[:10, 3] = 0.7
+    w = rng.multinomial(n, np.full(n, 1 / n), size=12)
+    w[0, [5, 40]] = 0  # no positive of class 1 drawn
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w)
+    for b in range(len(w)):
+        ref_auc, ref_ap = _resampled_reference(y, p, w[b])
+        np.testing.assert_allclose(auc[b], ref_auc, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ap[b], ref_ap, rtol=0, atol=1e-12)
+    assert np.isnan(auc[0, 1]) and np.isnan(ap[0, 1])
+
+
+def test_large_integer_weights_take_the_float64_path_exactly():
+    # totals above 2**24 do not fit float32 exactly; scaling all weights leaves AUROC and
+    # AP unchanged, so the scaled result must equal sklearn on the unscaled resample
+    rng = np.random.default_rng(11)
+    y, p = _data(rng, n=100, c=3, runs=(), decimals=2)
+    w = rng.multinomial(100, np.full(100, 1 / 100), size=2)
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w * 2**22)
+    assert (w * 2**22).sum(axis=1).min() >= 2**24
+    for b in range(2):
+        ref_auc, ref_ap = _resampled_reference(y, p, w[b])
+        np.testing.assert_allclose(auc[b], ref_auc, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ap[b], ref_ap, rtol=0, atol=1e-12)
+
+
+def test_scores_changed_in_place_are_ranked_again():
+    # the weighted path reuses the last ranking only while the scores compare equal
+    rng = np.random.default_rng(12)
+    y, p = _data(rng, n=80, c=2, runs=())
+    w = np.ones((1, 80), dtype=np.int64)
+    M.ranking_metrics(y, p, sample_weight=w)
+    p[:, 0] = p[::-1, 0]
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w)
+    np.testing.assert_allclose(auc[0], _per_class(roc_auc_score, y, p), atol=1e-12)
+    np.testing.assert_allclose(ap[0], _per_class(average_precision_score, y, p), atol=1e-12)
+
+
+def test_per_run_integer_weights_and_broadcast_scores():
+    # weights (3, N) against scores (1, N, C): each weight vector ranks the same scores
+    rng = np.random.default_rng(13)
+    y, p = _data(rng, n=90, c=3, runs=(1,), decimals=1)
+    w = rng.multinomial(90, np.full(90, 1 / 90), size=3)
+    auc, ap = M.ranking_metrics(y, p, sample_weight=w)
+    assert auc.shape == ap.shape == (3, 3)
+    for b in range(3):
+        ref_auc, ref_ap = _resampled_reference(y, p[0], w[b])
+        np.testing.assert_allclose(auc[b], ref_auc, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ap[b], ref_ap, rtol=0, atol=1e-12)
+
+
 def test_weights_broadcast_over_runs():
     rng = np.random.default_rng(3)
     y, p = _data(rng, n=100, c=3, runs=(2,))
@@ -146,6 +221,13 @@ def test_top1_accuracy_and_brier():
     logits = rng.normal(size=(100, 3)) + 1.5 * y
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     assert M.top1_accuracy(y, p) == pytest.approx(accuracy_score(labels, p.argmax(1)), abs=1e-12)
+    wr = rng.integers(0, 3, (4, 1, 100))
+    runs = np.stack([p, p[::-1]])
+    want_top1 = [
+        [accuracy_score(labels, r.argmax(1), sample_weight=wr[b, 0]) for r in runs]
+        for b in range(4)
+    ]
+    np.testing.assert_allclose(M.top1_accuracy(y, runs, sample_weight=wr), want_top1, atol=1e-12)
     want = [brier_score_loss(y[:, c], p[:, c]) for c in range(3)]
     np.testing.assert_allclose(M.brier(y, p), want, atol=1e-12)
     w = rng.integers(1, 3, 100).astype(float)
