@@ -20,6 +20,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("results", type=Path, help="study folder, e.g. results/demo")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap / permutation draws")
+    a.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="non-inferiority margin on each metric's scale (default 0.01: e.g. ΔAUROC > −0.01)",
+    )
     f = sub.add_parser("figures", help="paper figures (PDF + PNG) from the tables")
     f.add_argument("results", type=Path)
     r = sub.add_parser("report", help="one self-contained HTML report")
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.tables import analyze, write_tables
 
         started = time.perf_counter()
-        tables = analyze(root, rng=args.seed)
+        tables = analyze(root, rng=args.seed, margin=args.margin)
         synthetic = _is_synthetic(root)
         write_tables(tables, root / "tables", synthetic=synthetic)
         print(f"{len(tables)} tables in {root / 'tables'} ({time.perf_counter() - started:.1f} s)")

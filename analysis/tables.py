@@ -56,7 +56,7 @@ from analysis.paired import (
 from analysis.results import adjust
 
 PRIMARY = "auroc_macro"
-SUMMARY_METRICS = ("auroc_macro", "ap_macro", "accuracy", "f1_macro", "brier", "ece")
+LOWER_IS_BETTER = ("brier", "ece")
 PRUNE_FAMILY = "l1_unstructured_global"
 #: long machine-readable tables: CSV only (no Markdown / LaTeX rendering)
 RAW_TABLES = {"run_metrics", "fcd_pairs", "weights_histogram", "forgetting_curves"}
@@ -281,8 +281,25 @@ def parse_variant(variant: str) -> tuple[str, float | None]:
     return variant.split("[")[0].split("+")[0], None
 
 
-def summary_table(study: Study, runs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Variant × metric: mean [CI], Δ vs baseline [CI], p, Holm-adjusted p, the test used."""
+def _noninferiority(table: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """Non-inferior at ``margin`` when the whole interval of Δ stays on the safe side of it:
+    Δ low > −margin for higher-is-better metrics, Δ high < +margin for Brier and ECE."""
+    if "delta_ci_low" not in table:
+        return table
+    lower_is_better = table["metric"].isin(LOWER_IS_BETTER)
+    ok = np.where(lower_is_better, table["delta_ci_high"] < margin, table["delta_ci_low"] > -margin)
+    tested = table["delta_ci_low"].notna()
+    return table.assign(
+        ni_margin=np.where(tested, margin, np.nan),
+        noninferior=pd.Series(ok, index=table.index).where(tested),
+    )
+
+
+def summary_table(
+    study: Study, runs: pd.DataFrame, rng: np.random.Generator, margin: float = 0.01
+) -> pd.DataFrame:
+    """Variant × metric: mean [CI], Δ vs baseline [CI], p, Holm-adjusted p, the test used,
+    and whether the variant is non-inferior at ``margin`` (decided by the interval bound)."""
     macro_rows = runs[runs["class"] == "macro"]
     base = macro_rows[macro_rows["variant"] == "baseline"]
     single = len(study.ps.seeds) == 1 and not study.kfold
@@ -312,6 +329,7 @@ def summary_table(study: Study, runs: pd.DataFrame, rng: np.random.Generator) ->
         adjust(tested, "holm") if len(tested) else tested.assign(pvalue_adj=[], adj_method=[])
     )
     table = pd.concat([table[table["variant"] == "baseline"], adjusted], ignore_index=True)
+    table = _noninferiority(table, margin)
     order = {v: i for i, v in enumerate(study.ps.variants)}
     return table.sort_values(
         ["variant", "metric"], key=lambda c: c.map(order) if c.name == "variant" else c
@@ -585,7 +603,10 @@ def pie_masks(study: Study, v: int, q: float = 0.05) -> dict[str, np.ndarray]:
 def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
     """PIEs of every variant against the dense population, by both rules where they apply."""
     ps = study.ps
-    prevalence, findings, counts = [], [], []
+    prevalence, findings, counts, accuracy = [], [], [], []
+    dense_mean = np.nanmean(ps.probs[:, 0], axis=0)  # the dense population, seed-averaged
+    runs = [study.thresholds_per_image(s, 0) for s in range(len(ps.seeds))]
+    dense_thresholds = np.mean(runs, axis=(0, 1)) if ps.task == "multilabel" else None
     for v, variant in enumerate(ps.variants[1:], start=1):
         if np.isnan(ps.probs[:, v]).any():
             continue
@@ -600,6 +621,8 @@ def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
             )
             if not 0 < is_pie.sum() < len(is_pie):
                 continue
+            acc = pie.accuracy_on_pies(ps.y, dense_mean, dense_thresholds, is_pie)
+            accuracy.append(acc.assign(variant=variant, rule=rule))
             ratio = pie.prevalence_ratio(ps.y, is_pie, ps.class_names).rename(
                 columns={"prev_pie": "prevalence_pie", "prev_nonpie": "prevalence_nonpie"}
             )
@@ -612,7 +635,10 @@ def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
                         variant=variant, rule=rule, chi2_p=fc.pvalue
                     )
                 )
-    out = {"pie_counts": pd.DataFrame(counts)}
+    out = {
+        "pie_counts": pd.DataFrame(counts),
+        "pie_accuracy": pd.concat(accuracy, ignore_index=True),
+    }
     if prevalence:
         out["pie_prevalence"] = pd.concat(prevalence, ignore_index=True)
     if findings:
@@ -722,12 +748,14 @@ def weights_tables(study: Study, bins: int = 60) -> dict[str, pd.DataFrame]:
 # Everything, and writing it
 
 
-def analyze(study_dir: Path | str, *, rng: int = 0) -> dict[str, pd.DataFrame]:
+def analyze(
+    study_dir: Path | str, *, rng: int = 0, margin: float = 0.01
+) -> dict[str, pd.DataFrame]:
     """Compute every table of a study (deterministic for a given ``rng``)."""
     gen = np.random.default_rng(rng)
     study = load_study(study_dir)
     runs = run_metrics(study)
-    summary = summary_table(study, runs, gen)
+    summary = summary_table(study, runs, gen, margin)
     tables = {
         "run_metrics": runs,
         "summary": summary,
