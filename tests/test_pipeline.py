@@ -44,7 +44,9 @@ def test_real_sweep_gets_every_variant_a_ci_and_a_pvalue(reference):
     form = pd.read_csv(cfg.study_dir / "reader_kit" / "reader" / "form.csv")
     key = pd.read_csv(cfg.study_dir / "reader_kit" / "key.csv")
     assert "is_pie" not in form.columns and key["is_pie"].sum() == (~key["is_pie"]).sum()
-    assert len(list((cfg.study_dir / "reader_kit" / "reader" / "images").glob("*.png"))) == len(form)
+    assert len(list((cfg.study_dir / "reader_kit" / "reader" / "images").glob("*.png"))) == len(
+        form
+    )
     assert (cfg.study_dir / "figures" / "pie_montage.png").stat().st_size > 1000
 
 
