@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from bench.compress import CompressContext, apply_chain, get_variant, list_variants
 from bench.compress import prune as prune_mod
@@ -245,12 +247,66 @@ def test_static_int8_agrees_with_fp32(
     assert q.cxr_compress["path"] == "fx" and q.cxr_compress["calib_images"] == 64
 
 
-def test_static_int8_pt2e_fails_clearly_on_pinned_versions(
-    trained: nn.Module, context: CompressContext
+def test_static_int8_pt2e_agrees_with_fp32_and_is_deterministic(
+    trained: nn.Module, context: CompressContext, data: dict
 ) -> None:
-    # documented in docs/compression.md; if this starts passing, the PT2E path became usable
-    with pytest.raises(RuntimeError, match="path='fx'"):
-        quantize_mod.static_int8(trained, seed=0, context=context, path="pt2e")
+    first = quantize_mod.static_int8(trained, seed=0, context=context, path="pt2e")
+    second = quantize_mod.static_int8(trained, seed=0, context=context, path="pt2e")
+    first.eval()  # an exported graph refuses .eval() unless the variant allowed it
+    x = data["x_test"]  # 128 images: the dynamic batch dimension takes any batch size
+    with torch.no_grad():
+        out, again, ref = first(x), second(x), trained(x)
+    assert (out.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.95
+    assert torch.equal(out, again)
+    assert first.cxr_compress["path"] == "pt2e" and first.cxr_compress["bits"] == 8
+    # int8 weights replace the fp32 ones: no dead fp32 copies left in the state dict
+    state = first.state_dict()
+    int8 = sum(v.numel() for v in state.values() if v.dtype == torch.int8)
+    assert int8 == sum(w.numel() for w in _weights(trained))
+    assert not any(k.endswith(".weight") and v.dtype == torch.float32 for k, v in state.items())
+    copy.deepcopy(first)  # the runner and measure_model may copy it
+
+
+def test_chain_structured_then_static_int8_pt2e(
+    trained: nn.Module, context: CompressContext, data: dict
+) -> None:
+    chain = (
+        VariantSpec(name="structured_channels", kwargs={"ratio": 0.5}),
+        VariantSpec(name="static_int8", kwargs={"path": "pt2e"}),
+    )
+    model = apply_chain(trained, chain, seed=0, context=context)
+    small = structured_mod.structured_channels(trained, seed=0, context=context, ratio=0.5)
+    x = data["x_test"]
+    with torch.no_grad():
+        agree = (model(x).argmax(1) == small(x).argmax(1)).float().mean().item()
+    assert agree >= 0.95
+    assert [s["family"] for s in model.cxr_compress["steps"]] == ["structured", "quantize"]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        BasicBlock(16, 16),
+        BasicBlock(
+            8, 16, stride=2, downsample=nn.Sequential(nn.Conv2d(8, 16, 1, 2), nn.BatchNorm2d(16))
+        ),
+        Bottleneck(16, 4),
+    ],
+    ids=["basic", "basic_downsample", "bottleneck"],
+)
+def test_unshare_block_relu_keeps_the_maths(block: nn.Module) -> None:
+    torch.manual_seed(0)
+    for m in block.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    block.eval()
+    x = torch.randn(2, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        reference = block(x)
+        unshared = quantize_mod.unshare_block_relu(copy.deepcopy(block))
+        assert type(unshared) is not type(block) and isinstance(unshared, type(block))
+        assert torch.equal(unshared(x), reference)
 
 
 def test_fp16_casts_at_the_boundary(

@@ -70,7 +70,10 @@ def _threads(n: int) -> Iterator[None]:
 
 
 def is_quantized(model: nn.Module) -> bool:
-    """True when the model holds torch.ao quantized modules (int8 kernels, CPU only)."""
+    """True when the model holds torch.ao quantized modules (FX int8 kernels, CPU only) or
+    was converted by PT2E (its record says 8 bits; weights live in int8 buffers)."""
+    if (getattr(model, "cxr_compress", None) or {}).get("bits") == 8:
+        return True
     return any(type(m).__module__.startswith(_QUANTIZED_PACKAGES) for m in model.modules())
 
 

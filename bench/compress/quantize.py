@@ -21,6 +21,7 @@ See docs/compression.md for why FX is the default.
 from __future__ import annotations
 
 import contextlib
+import types
 import warnings
 from collections.abc import Iterator
 
@@ -208,7 +209,6 @@ def _static_pt2e(
 ) -> tuple[nn.Module, str]:
     """torch.export (dynamic batch) → X86InductorQuantizer → calibrate → convert_pt2e."""
     import torchao
-    import torchao.quantization.pt2e as pt2e
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -231,12 +231,22 @@ def _static_pt2e(
         _calibrate(prepared, images)
         out = convert_pt2e(prepared)
     _drop_unused_tensors(out)
-    # an exported graph refuses .eval() / .train(); allow them (they switch only dropout and
-    # batchnorm ops) so the runner and measure_model can treat it like any other model
-    pt2e.move_exported_model_to_eval(out)
-    pt2e.allow_exported_model_train_eval(out)
-    out.training = False
-    return out, "x86_inductor"
+    # an exported graph refuses .eval() / .train(); allow them so that the runner and
+    # measure_model can treat it like any other model
+    out.train = types.MethodType(_train_exported, out)
+    out.eval = types.MethodType(nn.Module.eval, out)
+    return out.eval(), "x86_inductor"
+
+
+def _train_exported(self: torch.fx.GraphModule, mode: bool = True) -> torch.fx.GraphModule:
+    """``nn.Module.train`` for an exported graph: switches its dropout / batchnorm ops."""
+    import torchao.quantization.pt2e as pt2e
+
+    move = pt2e.move_exported_model_to_train if mode else pt2e.move_exported_model_to_eval
+    move(self)
+    for m in self.modules():
+        m.training = mode
+    return self
 
 
 def _drop_unused_tensors(graph_module: torch.fx.GraphModule) -> None:
