@@ -58,6 +58,7 @@ def test_store_matches_the_schema(reference):
         "dataset",
         "folds",
         "positives",
+        "pixels",
         "cells",
     } <= set(study)
     classes = study["class_names"]
