@@ -13,7 +13,8 @@ import pandas as pd
 
 from analysis.io import ResultsError
 from analysis.reader_study import ReaderKit, make_reader_kit
-from analysis.tables import load_study, parse_variant, pie_masks
+from analysis.study import load_study, parse_variant
+from analysis.study_b import pie_masks
 
 
 def default_variant(variants: list[str]) -> str:

@@ -16,23 +16,15 @@ them as CSV, Markdown and LaTeX is :func:`write_tables`.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis import forgetting, pie
 from analysis.ci import hierarchical_bootstrap, image_bootstrap, t_interval
 from analysis.io import (
-    PredictionSet,
-    ResultsError,
     load_measurements,
-    load_metrics,
-    load_prediction_set,
-    read_study,
 )
 from analysis.metrics import (
     accuracy,
@@ -54,76 +46,17 @@ from analysis.paired import (
     wilcoxon,
 )
 from analysis.results import adjust
+from analysis.study import Study, correct_per_image, load_study, parse_variant
+from analysis.study_b import forgetting_tables, pie_tables, weights_tables
 
 PRIMARY = "auroc_macro"
 LOWER_IS_BETTER = ("brier", "ece")
-PRUNE_FAMILY = "l1_unstructured_global"
 #: long machine-readable tables: CSV only (no Markdown / LaTeX rendering)
 RAW_TABLES = {"run_metrics", "fcd_pairs", "weights_histogram", "forgetting_curves"}
-_SINGLE_STEP = re.compile(r"^(?P<family>[a-z0-9_]+)\[sparsity=(?P<s>[0-9.]+)\]$")
-
-
-@dataclass
-class Study:
-    """Everything the tables need, loaded once."""
-
-    root: Path
-    info: dict
-    ps: PredictionSet
-    thresholds: dict[tuple[int, int, str], np.ndarray]
-    folds: list[int]
-
-    @property
-    def kfold(self) -> bool:
-        return self.info.get("config", {}).get("protocol", {}).get("kind") == "kfold"
-
-    def fold_mask(self, fold: int) -> np.ndarray:
-        return self.ps.fold == fold
-
-    def thresholds_per_image(self, s: int, v: int) -> np.ndarray:
-        """(N, C) thresholds of the run that predicted each image (its fold's model)."""
-        seed, variant = self.ps.seeds[s], self.ps.variants[v]
-        out = np.full(self.ps.y.shape, 0.5)
-        for fold in self.folds:
-            t = self.thresholds.get((seed, fold, variant))
-            if t is not None and len(t) == out.shape[1]:
-                out[self.fold_mask(fold)] = t
-        return out
-
-    def train_positives(self) -> np.ndarray:
-        """Positive training images per class (first fold), for log frequency."""
-        positives = self.info.get("positives")
-        if positives:
-            return np.asarray(positives[0]["train"], dtype=float)
-        return self.ps.y.sum(0).astype(float)
-
-
-def load_study(study_dir: Path | str) -> Study:
-    root = Path(study_dir)
-    info = read_study(root)
-    ps = load_prediction_set(root)
-    if "baseline" not in ps.variants:
-        raise ResultsError(f"{root}: no finished baseline cell; every comparison needs one")
-    metrics = load_metrics(root)
-    thresholds = {
-        (int(r.seed), int(r.fold), r.variant_id): np.asarray(r.thresholds, dtype=float)
-        for r in metrics.itertuples()
-        if isinstance(r.thresholds, list)
-    }
-    return Study(root, info, ps, thresholds, sorted(np.unique(ps.fold).tolist()))
 
 
 # --------------------------------------------------------------------------------------------
 # Per-run metrics
-
-
-def _correct(y: np.ndarray, p: np.ndarray, t: np.ndarray, task: str) -> np.ndarray:
-    """Per image: is the prediction right? (exact match of all labels for multi-label)."""
-    if task == "multilabel":
-        return ((p >= t) == y.astype(bool)).all(-1)
-    if task == "binary":
-        return (p[..., 1] >= t[..., 1]) == y[:, 1].astype(bool)
-    return p.argmax(-1) == y.argmax(-1)
 
 
 def run_metrics(study: Study) -> pd.DataFrame:
@@ -162,7 +95,7 @@ def run_metrics(study: Study) -> pd.DataFrame:
                     "f1_macro": macro(per_class["f1"]),
                     "brier": macro(per_class["brier"]),
                     "ece": macro(per_class["ece"]),
-                    "accuracy": _correct(y, p[s, v], t, ps.task).mean(),
+                    "accuracy": correct_per_image(y, p[s, v], t, ps.task).mean(),
                 }
                 if ps.task == "multilabel":
                     macro_values["label_accuracy"] = macro(accuracy(y, p[s, v], t))
@@ -255,7 +188,9 @@ def _single_run_paired(study: Study, metric: str, v: int, rng: np.random.Generat
     pa, pb = ps.probs[0, v], ps.probs[0, 0]
     if metric == "accuracy":
         ta, tb = study.thresholds_per_image(0, v), study.thresholds_per_image(0, 0)
-        r = mcnemar_exact(_correct(ps.y, pa, ta, ps.task), _correct(ps.y, pb, tb, ps.task))
+        r = mcnemar_exact(
+            correct_per_image(ps.y, pa, ta, ps.task), correct_per_image(ps.y, pb, tb, ps.task)
+        )
     else:
         try:
             fn = _one_run_metric(metric, ps.task)
@@ -269,16 +204,6 @@ def _single_run_paired(study: Study, metric: str, v: int, rng: np.random.Generat
         "pvalue": r.pvalue,
         "test": r.method,
     }
-
-
-def parse_variant(variant: str) -> tuple[str, float | None]:
-    """(family, sparsity) of a variant id; sparsity None unless it is a one-step grid variant."""
-    if variant == "baseline":
-        return "baseline", 0.0
-    m = _SINGLE_STEP.match(variant)
-    if m:
-        return m["family"], float(m["s"])
-    return variant.split("[")[0].split("+")[0], None
 
 
 def _noninferiority(table: pd.DataFrame, margin: float) -> pd.DataFrame:
@@ -341,7 +266,7 @@ def _single_run_mean(study: Study, metric: str, variant: str, values: pd.DataFra
     ps = study.ps
     v = ps.variants.index(variant)
     if metric == "accuracy":
-        correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
+        correct = correct_per_image(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
         e = _accuracy_interval(correct, ps.patient_ids, rng)
     else:
         try:
@@ -412,12 +337,14 @@ def study_a_table(study: Study, rng: np.random.Generator) -> pd.DataFrame:
     """Study A's view, one run (the first seed): test accuracy with a patient-bootstrap CI
     and exact McNemar p against the same seed's baseline. Exact match for multi-label."""
     ps = study.ps
-    base_correct = _correct(ps.y, ps.probs[0, 0], study.thresholds_per_image(0, 0), ps.task)
+    base_correct = correct_per_image(
+        ps.y, ps.probs[0, 0], study.thresholds_per_image(0, 0), ps.task
+    )
     records = []
     for v, variant in enumerate(ps.variants):
         if np.isnan(ps.probs[0, v]).any():
             continue
-        correct = _correct(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
+        correct = correct_per_image(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
         e = _accuracy_interval(correct, ps.patient_ids, rng)
         test = mcnemar_exact(correct, base_correct) if v else None
         records.append(
@@ -499,160 +426,6 @@ def metric_vs_sparsity_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Forgettability (study B) and PIEs
-
-
-def _prune_levels(study: Study, family: str = PRUNE_FAMILY) -> tuple[list[int], list[float]]:
-    """Variant indices and sparsities of one pruning family, dense (baseline) first."""
-    found = [(0, 0.0)]
-    for v, variant in enumerate(study.ps.variants):
-        fam, sparsity = parse_variant(variant)
-        if fam == family and sparsity is not None:
-            found.append((v, sparsity))
-    found.sort(key=lambda t: t[1])
-    return [v for v, _ in found], [s for _, s in found]
-
-
-def _wide_correlation(x: str, y: str, rows: pd.DataFrame, method: str) -> dict:
-    """Pearson and Spearman rows of one relation side by side (the figures' schema)."""
-    out = {"x": x, "y": y, "method": method}
-    for name, stat in (("pearson", "r"), ("spearman", "rho")):
-        row = rows[rows["method"].str.endswith(name)].iloc[0]
-        out.update(
-            {
-                f"{name}_{stat}": row["statistic"],
-                f"{name}_p": row.get("pvalue_adj", row["pvalue"]),
-                f"{name}_ci_low": row.get("ci_low", np.nan),
-                f"{name}_ci_high": row.get("ci_high", np.nan),
-            }
-        )
-        out["n"] = row.get("n", row.get("n_classes"))
-    return out
-
-
-def forgetting_tables(study: Study, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
-    """Study B's forgettability analysis over the L1 global sparsity grid (per-seed AP)."""
-    index, levels = _prune_levels(study)
-    if len(levels) < 3 or study.ps.task != "multilabel":
-        return {}
-    ps = study.ps
-    m = average_precision(ps.y, ps.probs[:, index])  # (S, L, C), predictions pooled over folds
-    delta = forgetting.relative_change(m)
-    curves = forgetting.forgettability_curves(delta)
-    curves_df = forgetting.curves_frame(delta, levels, ps.class_names, rng=rng).rename(
-        columns={"level": "sparsity", "median": "median_delta"}
-    )
-    summary = forgetting.forgetting_summary(curves, levels, ps.class_names)
-    summary = summary.rename(columns={"change_at_max": "delta_at_max"})
-    positives = study.train_positives()
-    summary["n_train_pos"] = positives
-    with np.errstate(divide="ignore"):
-        summary["log_frequency"] = np.where(positives > 0, np.log(np.maximum(positives, 1)), np.nan)
-    corr = [
-        _wide_correlation(
-            "log_frequency",
-            outcome,
-            forgetting.correlate(
-                summary["log_frequency"], summary[outcome], rng=rng, n_resamples=2000
-            ),
-            "pearson / spearman, bootstrap CI over classes",
-        )
-        for outcome in ("forgotten_at", "delta_at_max")
-    ]
-    relations = forgetting.fcd_relations(curves, ps.y, n_permutations=999, rng=rng)
-    for covariate, x in (("abs_log_freq_diff", "abs_dlogfreq"), ("iou_quarter", "iou_quarter")):
-        rows = relations[relations["covariate"] == covariate]
-        corr.append(_wide_correlation(x, "fcd", rows, "Mantel permutation test (BH over 4)"))
-    pairs = forgetting.pair_table(curves, ps.y, ps.class_names)
-    pairs = pairs.rename(columns={"abs_log_freq_diff": "abs_dlogfreq"})
-    pairs["iou_study_b"] = forgetting.iou_study_b(ps.y)[np.triu_indices(len(ps.class_names), k=1)]
-    return {
-        "forgetting_curves": curves_df,
-        "forgetting_summary": summary,
-        "correlations": pd.DataFrame(corr),
-        "fcd_pairs": pairs,
-        "class_impact": forgetting.class_impact(m, levels, ps.class_names),
-    }
-
-
-def _decisions(study: Study, v: int) -> np.ndarray:
-    """Per seed, each image's predicted label(s) at its own run's validation thresholds."""
-    ps = study.ps
-    runs = []
-    for s in range(len(ps.seeds)):
-        p, t = ps.probs[s, v], study.thresholds_per_image(s, v)
-        if ps.task == "multilabel":
-            runs.append((p >= t).astype(np.uint8))
-        elif ps.task == "binary":
-            runs.append((p[:, 1] >= t[:, 1]).astype(np.int64))
-        else:
-            runs.append(p.argmax(-1))
-    return np.stack(runs)
-
-
-def pie_masks(study: Study, v: int, q: float = 0.05) -> dict[str, np.ndarray]:
-    """PIE masks of variant ``v`` against the dense population: Hooker's modal rule, and
-    study B's Spearman rule (lowest ``q``) for multi-label tasks."""
-    ps = study.ps
-    masks = {"modal": pie.pies_modal(_decisions(study, 0), _decisions(study, v)).is_pie}
-    if ps.task == "multilabel":
-        masks["spearman"] = pie.pies_spearman(ps.probs[:, 0], ps.probs[:, v], q=q).is_pie
-    return masks
-
-
-def pie_tables(study: Study, q: float = 0.05) -> dict[str, pd.DataFrame]:
-    """PIEs of every variant against the dense population, by both rules where they apply."""
-    ps = study.ps
-    prevalence, findings, counts, accuracy = [], [], [], []
-    dense_mean = np.nanmean(ps.probs[:, 0], axis=0)  # the dense population, seed-averaged
-    runs = [study.thresholds_per_image(s, 0) for s in range(len(ps.seeds))]
-    dense_thresholds = np.mean(runs, axis=(0, 1)) if ps.task == "multilabel" else None
-    for v, variant in enumerate(ps.variants[1:], start=1):
-        if np.isnan(ps.probs[:, v]).any():
-            continue
-        for rule, is_pie in pie_masks(study, v, q).items():
-            counts.append(
-                {
-                    "variant": variant,
-                    "rule": rule,
-                    "n_pies": int(is_pie.sum()),
-                    "n_images": len(is_pie),
-                }
-            )
-            if not 0 < is_pie.sum() < len(is_pie):
-                continue
-            acc = pie.accuracy_on_pies(ps.y, dense_mean, dense_thresholds, is_pie)
-            accuracy.append(acc.assign(variant=variant, rule=rule))
-            ratio = pie.prevalence_ratio(ps.y, is_pie, ps.class_names).rename(
-                columns={"prev_pie": "prevalence_pie", "prev_nonpie": "prevalence_nonpie"}
-            )
-            prevalence.append(ratio.assign(variant=variant, rule=rule))
-            if ps.task == "multilabel":
-                fc = pie.findings_count_ratio(ps.y, is_pie, exclude=_no_finding(ps.class_names))
-                shares = {"frac_pie": "share_pie", "frac_nonpie": "share_nonpie"}
-                findings.append(
-                    fc.table.rename(columns=shares).assign(
-                        variant=variant, rule=rule, chi2_p=fc.pvalue
-                    )
-                )
-    out = {
-        "pie_counts": pd.DataFrame(counts),
-        "pie_accuracy": pd.concat(accuracy, ignore_index=True),
-    }
-    if prevalence:
-        out["pie_prevalence"] = pd.concat(prevalence, ignore_index=True)
-    if findings:
-        out["pie_findings"] = pd.concat(findings, ignore_index=True)
-    return out
-
-
-def _no_finding(class_names: list[str]) -> tuple[int, ...]:
-    return tuple(
-        i for i, c in enumerate(class_names) if c.lower().replace("_", " ") == "no finding"
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Descriptive tables
 
 
@@ -716,32 +489,6 @@ def hierarchical_table(
             )
             records.append({"variant": variant, "metric": name, **e.to_dict()})
     return pd.DataFrame(records)
-
-
-def weights_tables(study: Study, bins: int = 60) -> dict[str, pd.DataFrame]:
-    """|w| histogram of the first baseline's Conv/Linear weights (log bins) and the global L1
-    threshold that each sparsity of the grid implies (the |w| quantile)."""
-    from safetensors.numpy import load_file
-
-    cells = pd.DataFrame(study.info["cells"])
-    first = cells[cells["variant_id"] == "baseline"].iloc[0]["run_id"]
-    path = study.root / "runs" / first / "model.safetensors"
-    if not path.is_file():
-        return {}
-    state = load_file(path)
-    w = np.abs(
-        np.concatenate(
-            [v.ravel() for k, v in state.items() if k.endswith("weight") and v.ndim >= 2]
-        )
-    )
-    w = w[w > 0]
-    edges = np.geomspace(w.min(), w.max(), bins + 1)
-    counts, _ = np.histogram(w, edges)
-    hist = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "count": counts})
-    _, levels = _prune_levels(study)
-    sparsities = [s for s in levels if s > 0] or [0.5, 0.9]
-    thresholds = pd.DataFrame({"sparsity": sparsities, "threshold": np.quantile(w, sparsities)})
-    return {"weights_histogram": hist, "weights_thresholds": thresholds}
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.tables import _noninferiority, display_frame, parse_variant
+from analysis.study import parse_variant
+from analysis.tables import _noninferiority, display_frame
 
 
 def test_noninferiority_is_decided_by_the_interval_bound():
