@@ -94,8 +94,14 @@ def curve_intervals(
     n_resamples: int = 2000,
     rng: np.random.Generator | int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the median Δ over resampled seeds; (low, high), (level, class)."""
+    """Percentile bootstrap interval of the median Δ over resampled seeds; (low, high), (level, class).
+
+    With a single seed there is nothing to resample: both bounds are NaN.
+    """
     delta = np.asarray(delta, dtype=float)
+    if delta.shape[0] < 2:
+        nan = np.full(delta.shape[1:], np.nan)
+        return nan, nan.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.bootstrap(

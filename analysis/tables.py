@@ -45,7 +45,7 @@ from analysis.paired import (
     paired_t,
     wilcoxon,
 )
-from analysis.results import adjust
+from analysis.results import Estimate, PairedTest, adjust
 from analysis.study import Study, correct_per_image, load_study, parse_variant
 from analysis.study_b import forgetting_tables, pie_tables, weights_tables
 
@@ -122,28 +122,39 @@ def _fold_sizes(study: Study) -> tuple[int, int]:
     return n_test * (k - 1), n_test  # no sizes recorded: k-fold without a validation part
 
 
+def _mean_columns(statistic: float, result: Estimate | PairedTest, ci_method: str) -> dict:
+    """A mean with its interval as table columns."""
+    ci = result.confidence_interval
+    return {
+        "mean": statistic,
+        "ci_low": ci.low,
+        "ci_high": ci.high,
+        "n": result.n,
+        "confidence_level": result.confidence_level,
+        "ci_method": ci_method,
+    }
+
+
+def _delta_columns(r: PairedTest) -> dict:
+    """A paired comparison (variant − baseline) as table columns."""
+    ci = r.confidence_interval
+    return {
+        "delta": r.estimate,
+        "delta_ci_low": ci.low,
+        "delta_ci_high": ci.high,
+        "pvalue": r.pvalue,
+        "test": r.method,
+    }
+
+
 def _mean_interval(study: Study, values: pd.DataFrame) -> dict:
     """Mean of a metric over runs with its interval (seeds, or seeds × folds)."""
     if study.kfold:
         n_train, n_test = _fold_sizes(study)
         r = corrected_resampled_t(values["value"].to_numpy(), n_train, n_test)
-        return {
-            "mean": r.estimate,
-            "ci_low": r.confidence_interval.low,
-            "ci_high": r.confidence_interval.high,
-            "n": r.n,
-            "confidence_level": r.confidence_level,
-            "ci_method": "corrected resampled t over seeds x folds",
-        }
+        return _mean_columns(r.estimate, r, "corrected resampled t over seeds x folds")
     e = t_interval(values.groupby("seed")["value"].mean().to_numpy())
-    return {
-        "mean": e.statistic,
-        "ci_low": e.confidence_interval.low,
-        "ci_high": e.confidence_interval.high,
-        "n": e.n,
-        "confidence_level": e.confidence_level,
-        "ci_method": "t over seeds",
-    }
+    return _mean_columns(e.statistic, e, "t over seeds")
 
 
 def _paired(study: Study, merged: pd.DataFrame) -> dict:
@@ -157,29 +168,18 @@ def _paired(study: Study, merged: pd.DataFrame) -> dict:
         r = paired_t(a, b)
         w = wilcoxon(a, b) if len(a) >= 2 else None
         extra = {"wilcoxon_p": w.pvalue if w is not None else np.nan}
-    return {
-        "delta": r.estimate,
-        "delta_ci_low": r.confidence_interval.low,
-        "delta_ci_high": r.confidence_interval.high,
-        "pvalue": r.pvalue,
-        "test": r.method,
-        **extra,
-    }
+    return {**_delta_columns(r), **extra}
 
 
-def _one_run_metric(name: str, task: str) -> Callable:
-    """A metric over (y, p[, weights]) for the single-test-set bootstrap."""
-    if name == "auroc_macro":
-        return lambda y, p, sample_weight=None: macro(auroc(y, p, sample_weight=sample_weight))
-    if name == "ap_macro":
-        return lambda y, p, sample_weight=None: macro(
-            average_precision(y, p, sample_weight=sample_weight)
-        )
-    if name == "brier":
-        return lambda y, p, sample_weight=None: macro(brier(y, p, sample_weight=sample_weight))
-    if name == "ece":
-        return lambda y, p, sample_weight=None: macro(ece(y, p, sample_weight=sample_weight))
-    raise KeyError(name)
+#: per-class metrics with sample weights, for the single-test-set bootstraps (macro-averaged)
+_WEIGHTED = {"auroc_macro": auroc, "ap_macro": average_precision, "brier": brier, "ece": ece}
+
+
+def _one_run_metric(name: str) -> Callable:
+    """Macro ``name`` over (y, p[, weights]) for the single-test-set bootstrap (KeyError if
+    the metric has no weighted form)."""
+    per_class = _WEIGHTED[name]
+    return lambda y, p, sample_weight=None: macro(per_class(y, p, sample_weight=sample_weight))
 
 
 def _single_run_paired(study: Study, metric: str, v: int, rng: np.random.Generator) -> dict:
@@ -192,18 +192,11 @@ def _single_run_paired(study: Study, metric: str, v: int, rng: np.random.Generat
             correct_per_image(ps.y, pa, ta, ps.task), correct_per_image(ps.y, pb, tb, ps.task)
         )
     else:
-        try:
-            fn = _one_run_metric(metric, ps.task)
-        except KeyError:
+        if metric not in _WEIGHTED:
             return {}
+        fn = _one_run_metric(metric)
         r = paired_bootstrap(ps.y, pa, pb, fn, n_resamples=1000, rng=rng, clusters=ps.patient_ids)
-    return {
-        "delta": r.estimate,
-        "delta_ci_low": r.confidence_interval.low,
-        "delta_ci_high": r.confidence_interval.high,
-        "pvalue": r.pvalue,
-        "test": r.method,
-    }
+    return _delta_columns(r)
 
 
 def _noninferiority(table: pd.DataFrame, margin: float) -> pd.DataFrame:
@@ -269,22 +262,11 @@ def _single_run_mean(study: Study, metric: str, variant: str, values: pd.DataFra
         correct = correct_per_image(ps.y, ps.probs[0, v], study.thresholds_per_image(0, v), ps.task)
         e = _accuracy_interval(correct, ps.patient_ids, rng)
     else:
-        try:
-            fn = _one_run_metric(metric, ps.task)
-        except KeyError:
-            return {
-                "mean": float(values["value"].mean()),
-                "ci_low": np.nan,
-                "ci_high": np.nan,
-                "n": 1,
-            }
+        if metric not in _WEIGHTED:
+            return {"mean": float(values["value"].mean()), "n": 1}
+        fn = _one_run_metric(metric)
         e = image_bootstrap(ps.y, ps.probs[0, v], fn, rng=rng, clusters=ps.patient_ids)
-    return {
-        "mean": e.statistic,
-        "ci_low": e.confidence_interval.low,
-        "ci_high": e.confidence_interval.high,
-        "n": e.n,
-    }
+    return _mean_columns(e.statistic, e, e.method)
 
 
 def per_class_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
@@ -306,13 +288,7 @@ def per_class_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
                 k = study.ps.class_names.index(cls)
                 v = study.ps.variants.index(variant)
                 r = delong(study.ps.y[:, k], study.ps.probs[0, v, :, k], study.ps.probs[0, 0, :, k])
-                rec.update(
-                    delta=r.estimate,
-                    delta_ci_low=r.confidence_interval.low,
-                    delta_ci_high=r.confidence_interval.high,
-                    pvalue=r.pvalue,
-                    test=r.method,
-                )
+                rec.update(_delta_columns(r))
             elif not single:
                 merged = values.merge(
                     base[(base["class"] == cls) & (base["metric"] == metric)][
@@ -482,7 +458,7 @@ def hierarchical_table(
             e = hierarchical_bootstrap(
                 ps.y,
                 p,
-                _one_run_metric(name, ps.task),
+                _one_run_metric(name),
                 n_resamples=n_resamples,
                 rng=rng,
                 clusters=ps.patient_ids,

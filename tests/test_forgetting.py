@@ -272,3 +272,8 @@ def test_fcd_relations_and_pair_table() -> None:
     row = out[(out["covariate"] == "iou_quarter") & (out["method"] == "mantel-spearman")]
     ref = stats.spearmanr(pairs["fcd"], pairs["iou_quarter"]).statistic
     assert row["statistic"].iloc[0] == pytest.approx(ref)
+
+
+def test_curve_intervals_with_one_seed_are_nan_not_a_crash():
+    low, high = fg.curve_intervals(np.zeros((1, 3, 2)))
+    assert low.shape == high.shape == (3, 2) and np.isnan(low).all() and np.isnan(high).all()

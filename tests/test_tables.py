@@ -54,3 +54,23 @@ def test_display_frame_joins_intervals():
         shown.loc[0, "mean"] == "0.8123 [0.8, 0.9]" and shown.loc[0, "delta"] == "-0.01 [-0.02, 0]"
     )
     assert list(shown.columns) == ["mean", "delta"]
+
+
+def test_one_seed_one_test_set_uses_image_level_tests(tmp_path):
+    from fake_study import make_fake_study
+
+    from analysis.tables import analyze
+
+    tables = analyze(make_fake_study(tmp_path, seeds=1), rng=0)
+    summary = tables["summary"].set_index(["variant", "metric"])
+    compared = summary.drop(index="baseline", level=0)
+    tests = compared["test"].to_dict()
+    assert tests[("l1_unstructured_global[sparsity=0.9]", "accuracy")] == "McNemar exact"
+    assert tests[("l1_unstructured_global[sparsity=0.9]", "auroc_macro")].startswith(
+        "paired cluster bootstrap"
+    )
+    assert compared.loc[("l1_unstructured_global[sparsity=0.9]", "auroc_macro"), "pvalue"] < 0.05
+    base = summary.loc[("baseline", "auroc_macro")]
+    assert base["ci_low"] < base["mean"] < base["ci_high"] and "bootstrap" in base["ci_method"]
+    per_class = tables["per_class"]
+    assert set(per_class.loc[per_class["metric"] == "auroc", "test"].dropna()) == {"DeLong"}
