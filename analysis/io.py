@@ -46,6 +46,21 @@ class PredictionSet:
         return self.probs[:, self.variants.index(variant_id)]
 
 
+def read_table(path: Path) -> pd.DataFrame | None:
+    """A table written by ``cxrbench analyze``; None when absent or empty."""
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ResultsError(
+            f"{path}: not a readable CSV ({err}); re-create it with `cxrbench analyze`"
+        ) from None
+    return df if len(df) else None
+
+
 def read_study(study_dir: Path | str) -> dict:
     path = Path(study_dir) / "study.json"
     if not path.is_file():

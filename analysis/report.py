@@ -12,13 +12,12 @@ import datetime as dt
 import html
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.io import done_runs, read_study
+from analysis.files import write_text
+from analysis.io import done_runs, read_study, read_table
 from paper_figures.catalog import BY_NAME, FIGURES, SYNTHETIC_NOTE
 
 # section title -> [(table name, what the table holds)]
@@ -151,12 +150,7 @@ def write_report(study_dir: Path | str) -> Path:
         "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
     path = study_dir / "report.html"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, page)
     return path
 
 
@@ -166,16 +160,6 @@ def _e(text: object) -> str:
 
 def _id(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower())
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    return df if len(df) else None
 
 
 def caption(name: str, text: str, df: pd.DataFrame) -> str:
@@ -248,7 +232,7 @@ def render_table(df: pd.DataFrame, caption_text: str) -> str:
 
 
 def _table_section(path: Path, text: str) -> str:
-    df = _read(path)
+    df = read_table(path)
     if df is None:
         return (
             f'<p class="muted">{_e(path.name)}: not available (absent or empty); '

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.io import read_table
 from paper_figures.errors import FigureError
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -60,20 +61,13 @@ class Tables:
 
     def _read(self, name: str) -> pd.DataFrame | None:
         path = self.path(name)
-        if not path.is_file():
+        df = read_table(path)
+        if df is None:
             return None
-        try:
-            df = pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            return None
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise FigureError(
-                f"{path}: not a readable CSV ({err}); re-create it with `cxrbench analyze`"
-            ) from err
         missing = [c for c in REQUIRED.get(name, ()) if c not in df.columns]
         if missing:
             raise FigureError(
                 f"{path}: missing column(s) {missing}; expected at least {list(REQUIRED[name])}. "
                 "Re-create the table with `cxrbench analyze` from this version of cxrbench"
             )
-        return df if len(df) else None
+        return df
