@@ -30,14 +30,15 @@ UNSTRUCTURED_NOTE = (
 Targets = list[tuple[nn.Module, str]]
 
 
+def prune_targets_named(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Conv2d and Linear layer, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def prune_targets(model: nn.Module, include_head: bool = True) -> Targets:
     """Every Conv2d and Linear weight, optionally without the final classifier Linear."""
     head = classifier_layer(model) if not include_head else None
-    return [
-        (m, "weight")
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m is not head
-    ]
+    return [(m, "weight") for _, m in prune_targets_named(model) if m is not head]
 
 
 def _zero_fraction(targets: Targets) -> float:
@@ -52,6 +53,27 @@ def _make_permanent(targets: Targets) -> None:
 
 def _global(targets: Targets, method: type[prune.BasePruningMethod], amount: float) -> None:
     prune.global_unstructured(targets, pruning_method=method, amount=amount)
+
+
+def _one_shot_global(
+    model: nn.Module,
+    method: type[prune.BasePruningMethod],
+    sparsity: float,
+    include_head: bool = True,
+    seed: int | None = None,
+) -> tuple[nn.Module, Targets]:
+    """A pruned copy (masks still attached) and its targets. A ``seed`` seeds the global RNG
+    that RandomUnstructured draws from, inside a fork so the caller's stream is untouched."""
+    out = copy_model(model)
+    targets = prune_targets(out, include_head)
+    if seed is None:
+        _global(targets, method, sparsity)
+        return out, targets
+    device = next(out.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        _global(targets, method, sparsity)
+    return out, targets
 
 
 def _finish(model: nn.Module, source: nn.Module, targets: Targets, **info: object) -> nn.Module:
@@ -86,9 +108,7 @@ def l1_unstructured_global(
 ) -> nn.Module:
     """One-shot global L1 pruning: the ``sparsity`` smallest-|w| of all Conv2d/Linear weights."""
     sparsity = check_fraction("l1_unstructured_global", "sparsity", sparsity)
-    out = copy_model(model)
-    targets = prune_targets(out, include_head)
-    _global(targets, prune.L1Unstructured, sparsity)
+    out, targets = _one_shot_global(model, prune.L1Unstructured, sparsity, include_head)
     return _finish(
         out, model, targets, method="l1_global", sparsity=sparsity, include_head=include_head
     )
@@ -105,13 +125,7 @@ def random_unstructured_global(
 ) -> nn.Module:
     """Control: the same global budget as L1, but weights chosen uniformly at random (seeded)."""
     sparsity = check_fraction("random_unstructured_global", "sparsity", sparsity)
-    out = copy_model(model)
-    targets = prune_targets(out, include_head)
-    device = next(out.parameters()).device
-    # RandomUnstructured draws from the global RNG: fork it so the caller's stream is untouched.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        _global(targets, prune.RandomUnstructured, sparsity)
+    out, targets = _one_shot_global(model, prune.RandomUnstructured, sparsity, include_head, seed)
     return _finish(
         out,
         model,
@@ -167,11 +181,6 @@ def l1_unstructured_per_layer(
     return _finish(out, model, targets, method="l1_per_layer", sparsities=dict(sparsities))
 
 
-def prune_targets_named(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Conv2d and Linear layer, in module order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
 @register_variant("l1_unstructured_finetune", family="prune")
 def l1_unstructured_finetune(
     model: nn.Module,
@@ -184,9 +193,7 @@ def l1_unstructured_finetune(
     """One-shot global L1, then fine-tuning with the masks fixed (pruned weights stay zero)."""
     sparsity = check_fraction("l1_unstructured_finetune", "sparsity", sparsity)
     check_count("l1_unstructured_finetune", "finetune_epochs", finetune_epochs, 0)
-    out = copy_model(model)
-    targets = prune_targets(out)
-    _global(targets, prune.L1Unstructured, sparsity)
+    out, _ = _one_shot_global(model, prune.L1Unstructured, sparsity)
     # the masks stay as forward pre-hooks while training, so gradients never revive a weight
     out = finetune(context, out, finetune_epochs, "l1_unstructured_finetune")
     targets = prune_targets(out)
