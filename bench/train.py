@@ -273,6 +273,31 @@ def _optimizer(params: Sequence[nn.Parameter], cfg: TrainingConfig) -> torch.opt
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@contextlib.contextmanager
+def _training_environment(
+    cfg: TrainingConfig, device: torch.device, seeds: dict[str, int]
+) -> Iterator[None]:
+    """Thread count from the config (restored after), dropout & co. seeded from the order
+    seed inside a forked RNG, and out-of-memory errors turned into a batch-size hint."""
+    threads = torch.get_num_threads()
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seeds["order"])
+            yield
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise ValueError(
+                f"out of memory while training on {device} with training.batch_size="
+                f"{cfg.batch_size}: lower training.batch_size (or eval_batch_size, image_size)"
+            ) from exc
+        raise
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit(
     model: nn.Module,
     pixels: np.ndarray,
@@ -305,173 +330,133 @@ def fit(
         )
     labels = np.asarray(labels)
     device = resolve_device(cfg.device)
-    threads = torch.get_num_threads()
-    if cfg.threads is not None and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seeds["order"])  # dropout & co. follow the order seed, not init
-        try:
-            return _fit(
-                model,
-                pixels,
-                labels,
-                train_idx,
-                val_idx,
-                task,
-                cfg,
-                seeds,
-                device,
-                progress,
-                class_names,
-            )
-        except RuntimeError as exc:
-            if _is_oom(exc):
-                raise ValueError(
-                    f"out of memory while training on {device} with training.batch_size="
-                    f"{cfg.batch_size}: lower training.batch_size (or eval_batch_size, image_size)"
-                ) from exc
-            raise
-        finally:
-            torch.set_num_threads(threads)
+    with _training_environment(cfg, device, seeds):
+        train_labels, val_labels = labels[train_idx], labels[val_idx]
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        criterion = build_loss(task, cfg, train_labels).to(device)
+        optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+            if cfg.schedule == "cosine"
+            else None
+        )
+        scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        train_model = torch.compile(model) if cfg.compile else model
+        order_gen = torch.Generator().manual_seed(seeds["order"])
+        augment = Augmenter(cfg.augment, seeds["augment"])
+        train_targets, val_targets = (
+            _targets(train_labels, task),
+            _targets(val_labels, task).to(device),
+        )
 
-
-def _fit(
-    model: nn.Module,
-    pixels: np.ndarray,
-    labels: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    task: str,
-    cfg: TrainingConfig,
-    seeds: dict[str, int],
-    device: torch.device,
-    progress: Callable[[str], None] | None,
-    class_names: Sequence[str] | None,
-) -> FitResult:
-    train_labels, val_labels = labels[train_idx], labels[val_idx]
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    criterion = build_loss(task, cfg, train_labels).to(device)
-    optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
-        if cfg.schedule == "cosine"
-        else None
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    train_model = torch.compile(model) if cfg.compile else model
-    order_gen = torch.Generator().manual_seed(seeds["order"])
-    augment = Augmenter(cfg.augment, seeds["augment"])
-    train_targets, val_targets = _targets(train_labels, task), _targets(val_labels, task).to(device)
-
-    rows: list[dict[str, float]] = []
-    best_loss, best_epoch, best_state, stale = float("inf"), 0, state_dict_for_save(model), 0
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        start = time.perf_counter()
-        train_model.train()
-        seen, loss_sum, probs, used = 0, 0.0, [], []
-        order = _epoch_order(len(train_idx), train_labels, task, cfg.sampler, order_gen)
-        for b, pos in enumerate(_batches(order, cfg.batch_size, cfg.max_batches_per_epoch)):
-            x = augment(_to_tensor(_gather(pixels, train_idx[pos]), device, cfg.channels_last))
-            target = train_targets[pos].to(device, non_blocking=True)
-            with _autocast(device, cfg.amp):
-                logits = train_model(x).float()
-            loss = criterion(logits, target)
-            value = float(loss.detach())
-            if not np.isfinite(value):
-                raise TrainingDiverged(
-                    f"training diverged: loss is {value} at epoch {epoch}, batch {b + 1} "
-                    f"(lr={lr:g}); lower training.lr, or set training.amp: none"
+        rows: list[dict[str, float]] = []
+        best_loss, best_epoch, best_state, stale = float("inf"), 0, state_dict_for_save(model), 0
+        epoch = 0
+        for epoch in range(1, cfg.epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            train_model.train()
+            seen, loss_sum, probs, used = 0, 0.0, [], []
+            order = _epoch_order(len(train_idx), train_labels, task, cfg.sampler, order_gen)
+            for b, pos in enumerate(_batches(order, cfg.batch_size, cfg.max_batches_per_epoch)):
+                x = augment(_to_tensor(_gather(pixels, train_idx[pos]), device, cfg.channels_last))
+                target = train_targets[pos].to(device, non_blocking=True)
+                with _autocast(device, cfg.amp):
+                    logits = train_model(x).float()
+                loss = criterion(logits, target)
+                value = float(loss.detach())
+                if not np.isfinite(value):
+                    raise TrainingDiverged(
+                        f"training diverged: loss is {value} at epoch {epoch}, batch {b + 1} "
+                        f"(lr={lr:g}); lower training.lr, or set training.amp: none"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                seen += len(pos)
+                loss_sum += value * len(pos)
+                probs.append(_activate(logits.detach(), task).cpu())
+                used.append(pos)
+            train_seconds = time.perf_counter() - start
+            pos = np.concatenate(used)
+            rows.append(
+                _row(
+                    epoch,
+                    "train",
+                    lr,
+                    train_seconds,
+                    seen,
+                    train_labels[pos],
+                    torch.cat(probs).numpy(),
+                    loss_sum / seen,
+                    task,
+                    class_names,
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            seen += len(pos)
-            loss_sum += value * len(pos)
-            probs.append(_activate(logits.detach(), task).cpu())
-            used.append(pos)
-        train_seconds = time.perf_counter() - start
-        pos = np.concatenate(used)
-        rows.append(
-            _row(
-                epoch,
-                "train",
-                lr,
-                train_seconds,
-                seen,
-                train_labels[pos],
-                torch.cat(probs).numpy(),
-                loss_sum / seen,
-                task,
-                class_names,
             )
-        )
 
-        start = time.perf_counter()
-        val_logits = _logits(
-            model, pixels, val_idx, cfg.eval_batch_size, device, cfg.amp, cfg.channels_last
-        )
-        val_loss = float(criterion(val_logits, val_targets))
-        if not np.isfinite(val_loss):
-            raise TrainingDiverged(
-                f"training diverged: validation loss is {val_loss} after epoch {epoch} (lr={lr:g}); lower training.lr"
+            start = time.perf_counter()
+            val_logits = _logits(
+                model, pixels, val_idx, cfg.eval_batch_size, device, cfg.amp, cfg.channels_last
             )
-        val_probs = _activate(val_logits, task).cpu().numpy()
-        val_seconds = time.perf_counter() - start
-        rows.append(
-            _row(
-                epoch,
-                "val",
-                lr,
-                val_seconds,
-                len(val_idx),
-                val_labels,
-                val_probs,
-                val_loss,
-                task,
-                class_names,
+            val_loss = float(criterion(val_logits, val_targets))
+            if not np.isfinite(val_loss):
+                raise TrainingDiverged(
+                    f"training diverged: validation loss is {val_loss} after epoch {epoch} (lr={lr:g}); lower training.lr"
+                )
+            val_probs = _activate(val_logits, task).cpu().numpy()
+            val_seconds = time.perf_counter() - start
+            rows.append(
+                _row(
+                    epoch,
+                    "val",
+                    lr,
+                    val_seconds,
+                    len(val_idx),
+                    val_labels,
+                    val_probs,
+                    val_loss,
+                    task,
+                    class_names,
+                )
             )
-        )
 
-        if scheduler is not None:
-            scheduler.step()
-        if val_loss < best_loss:
-            best_loss, best_epoch, best_state, stale = (
-                val_loss,
-                epoch,
-                state_dict_for_save(model),
-                0,
-            )
-        else:
-            stale += 1
-        if progress is not None:
-            val = rows[-1]
-            progress(
-                f"epoch {epoch}/{cfg.epochs}: train loss {rows[-2]['loss']:.4f}, val loss {val_loss:.4f}, "
-                f"val auroc {val['auroc_macro']:.3f} ({train_seconds + val_seconds:.1f} s)"
-            )
-        if cfg.patience is not None and stale >= cfg.patience:
-            break
+            if scheduler is not None:
+                scheduler.step()
+            if val_loss < best_loss:
+                best_loss, best_epoch, best_state, stale = (
+                    val_loss,
+                    epoch,
+                    state_dict_for_save(model),
+                    0,
+                )
+            else:
+                stale += 1
+            if progress is not None:
+                val = rows[-1]
+                progress(
+                    f"epoch {epoch}/{cfg.epochs}: train loss {rows[-2]['loss']:.4f}, val loss {val_loss:.4f}, "
+                    f"val auroc {val['auroc_macro']:.3f} ({train_seconds + val_seconds:.1f} s)"
+                )
+            if cfg.patience is not None and stale >= cfg.patience:
+                break
 
-    if not cfg.keep_last:
-        model.load_state_dict(best_state)
-    val_probs = predict(
-        model, pixels, val_idx, task=task, batch_size=cfg.eval_batch_size, device=device
-    )
-    thresholds = choose_thresholds(val_labels, val_probs, task, cfg.threshold)
-    return FitResult(
-        model=model,
-        history=pd.DataFrame(rows),
-        best_epoch=best_epoch,
-        best_state=best_state,
-        thresholds=thresholds,
-        epochs_trained=epoch,
-    )
+        if not cfg.keep_last:
+            model.load_state_dict(best_state)
+        val_probs = predict(
+            model, pixels, val_idx, task=task, batch_size=cfg.eval_batch_size, device=device
+        )
+        thresholds = choose_thresholds(val_labels, val_probs, task, cfg.threshold)
+        return FitResult(
+            model=model,
+            history=pd.DataFrame(rows),
+            best_epoch=best_epoch,
+            best_state=best_state,
+            thresholds=thresholds,
+            epochs_trained=epoch,
+        )
 
 
 def _row(
