@@ -15,7 +15,7 @@ from fake_study import CLASSES, make_fake_study
 from paper_figures import make_all
 from paper_figures.catalog import FIGURES, SYNTHETIC_NOTE
 from paper_figures.errors import FigureError
-from paper_figures.make import DRAW, figure_note
+from paper_figures.make import NAMES, figure_note
 from paper_figures.study_b import choose_classes
 from paper_figures.tradeoff import pareto_front
 
@@ -309,7 +309,7 @@ def test_figures_are_marked_synthetic(drawn: tuple[Path, list[Path]]) -> None:
 
 
 def test_catalog_and_drawers_agree() -> None:
-    assert [f.name for f in FIGURES] == list(DRAW)
+    assert [f.name for f in FIGURES] == NAMES
 
 
 def test_missing_tables_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
