@@ -480,35 +480,3 @@ def _row(
         "seconds": seconds,
         "images_per_s": n_images / seconds if seconds > 0 else float("nan"),
     }
-
-
-def finetune(
-    model: nn.Module,
-    pixels: np.ndarray,
-    labels: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    *,
-    task: str,
-    cfg: TrainingConfig,
-    seeds: dict[str, int],
-    epochs: int,
-    progress: Callable[[str], None] | None = None,
-    class_names: Sequence[str] | None = None,
-) -> FitResult:
-    """:func:`fit` for ``epochs`` epochs from the model's current weights (works on models
-    carrying ``torch.nn.utils.prune`` masks: the state dict keeps weight_orig/weight_mask)."""
-    if epochs < 1:
-        raise ValueError(f"finetune: epochs must be >= 1, got {epochs}")
-    return fit(
-        model,
-        pixels,
-        labels,
-        train_idx,
-        val_idx,
-        task=task,
-        cfg=cfg.model_copy(update={"epochs": epochs}),
-        seeds=seeds,
-        progress=progress,
-        class_names=class_names,
-    )
