@@ -426,7 +426,8 @@ class GroupWorker:
                 outcome[cell.run_id] = "skipped"
                 continue
             try:
-                self.variant(cell, baseline)
+                if not self.store.is_done(cell.run_id):  # another sweep may have finished it
+                    self.variant(cell, baseline)
                 outcome[cell.run_id] = "done"
             except Exception:
                 self.store.run(cell.run_id).fail(traceback.format_exc())
